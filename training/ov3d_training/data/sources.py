@@ -1,0 +1,175 @@
+"""Training inputs: find recordings and scan files, load each as one scan + its annotations.
+
+Accepted on the command line (``--data``), in any mix:
+
+* a rosbag2 recording directory (has ``metadata.yaml``) -- the simulator's format. Its training
+  scan is the *last* cloud of the recording: the fused map only grows, so the last one is the
+  most complete. Annotations come from the ``annotations.json`` beside ``metadata.yaml``;
+* a ``.mcap`` / ``.db3`` file inside such a directory (the directory is used);
+* a scan file ``.npz`` / ``.ply`` / ``.pcd``; its annotations, if any, are in
+  ``<name>.annotations.json`` beside it;
+* a directory of any of the above, searched recursively.
+
+The ScanNet scan in ``../shared/data/scannet`` is the evaluation scan and is refused as training
+data, by location (anything that resolves into that folder) and by content (a copy elsewhere has
+the same bytes): :class:`EvaluationDataError`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ov3d_ros.io.errors import CloudFormatError
+from ov3d_ros.io.scan import Scan
+
+SCAN_SUFFIXES = (".npz", ".ply", ".pcd")
+BAG_FILE_SUFFIXES = (".mcap", ".db3")
+ANNOTATIONS_SUFFIX = ".annotations.json"
+
+
+class EvaluationDataError(ValueError):
+    """A training input that is (a copy of) the held-out evaluation scan."""
+
+
+class NoTrainingDataError(ValueError):
+    """--data named nothing usable."""
+
+
+def shared_data_dir() -> Path:
+    """``$OV3D_SHARED_DATA`` or ``../shared/data`` relative to the repository root."""
+    env = os.environ.get("OV3D_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def evaluation_dir() -> Path:
+    return shared_data_dir() / "scannet"
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path  # bag directory or scan file, resolved
+    kind: str  # "bag" | "file"
+
+
+@dataclass
+class LoadedSource:
+    scan: Scan
+    annotations: dict | None
+    source: Source
+
+
+def discover_sources(paths: list[str | Path]) -> list[Source]:
+    """Expand ``--data`` arguments into bag directories and scan files (sorted, unique)."""
+    found: dict[Path, Source] = {}
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise NoTrainingDataError(f"--data {raw}: no such file or directory")
+        for source in _expand(path.resolve()):
+            assert_not_evaluation_data(source.path)
+            found.setdefault(source.path, source)
+    if not found:
+        raise NoTrainingDataError(
+            f"--data {' '.join(map(str, paths))}: no rosbag2 recordings or {'/'.join(SCAN_SUFFIXES)} scans found"
+        )
+    return [found[p] for p in sorted(found)]
+
+
+def _expand(path: Path) -> list[Source]:
+    if path.is_dir():
+        if (path / "metadata.yaml").is_file():
+            return [Source(path, "bag")]
+        out: list[Source] = []
+        for child in sorted(path.iterdir()):
+            if child.is_dir() or child.suffix.lower() in SCAN_SUFFIXES:
+                out.extend(_expand(child))
+        return out
+    suffix = path.suffix.lower()
+    if suffix in BAG_FILE_SUFFIXES and (path.parent / "metadata.yaml").is_file():
+        return [Source(path.parent, "bag")]
+    if suffix in SCAN_SUFFIXES:
+        return [Source(path, "file")]
+    return []
+
+
+def assert_not_evaluation_data(path: Path) -> None:
+    """Raise :class:`EvaluationDataError` if ``path`` is, contains or copies the evaluation scan."""
+    path = Path(path).resolve()
+    evaluation = evaluation_dir().resolve()
+    if path == evaluation or evaluation in path.parents or (path.is_dir() and path in evaluation.parents):
+        raise EvaluationDataError(
+            f"{path} is the held-out ScanNet evaluation data ({evaluation}); it is used only for validation, "
+            "never for training"
+        )
+    if path.is_file():
+        for held_out in _evaluation_files(str(evaluation)):
+            if path.stat().st_size == held_out[1] and _sha256(path) == held_out[2]:
+                raise EvaluationDataError(
+                    f"{path} is a copy of the held-out evaluation scan {held_out[0]}; it is never used for training"
+                )
+
+
+@lru_cache(maxsize=4)
+def _evaluation_files(evaluation: str) -> tuple[tuple[str, int, str], ...]:
+    folder = Path(evaluation)
+    if not folder.is_dir():
+        return ()
+    return tuple((str(p), p.stat().st_size, _sha256(p)) for p in sorted(folder.glob("*.npz")))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def annotations_path(source: Source) -> Path:
+    if source.kind == "bag":
+        from ov3d_ros.io.bags import ANNOTATIONS_FILE
+
+        return source.path / ANNOTATIONS_FILE
+    return source.path.with_name(source.path.name[: -len(source.path.suffix)] + ANNOTATIONS_SUFFIX)
+
+
+def load_source(source: Source) -> LoadedSource:
+    """The training scan of one source and its annotations (None when there are none)."""
+    if source.kind == "bag":
+        from ov3d_ros.io.bags import read_annotations, read_bag
+
+        last = None
+        for frame in read_bag(source.path):
+            last = frame  # the fused map grows: the last cloud is the most complete
+        if last is None:
+            raise CloudFormatError(f"{source.path}: the recording holds no point cloud")
+        scan = last.scan
+        annotations = read_annotations(source.path)
+    else:
+        from ov3d_ros.io.files import load_scan
+
+        scan = load_scan(source.path)
+        sidecar = annotations_path(source)
+        annotations = None
+        if sidecar.is_file():
+            try:
+                annotations = json.loads(sidecar.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise CloudFormatError(f"{sidecar}: not valid JSON: {exc}") from exc
+    scan.meta.setdefault("source", str(source.path))
+    return LoadedSource(scan, annotations, source)
+
+
+def source_fingerprint(source: Source) -> dict:
+    """What identifies a source's content cheaply (paths, sizes, modification times)."""
+    files = [source.path] if source.kind == "file" else sorted(p for p in source.path.iterdir() if p.is_file())
+    sidecar = annotations_path(source)
+    if source.kind == "file" and sidecar.is_file():
+        files.append(sidecar)
+    return {"path": str(source.path), "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}

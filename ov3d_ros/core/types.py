@@ -47,6 +47,8 @@ class QuerySet:
                 raise QueryError(f"query of {len(q)} characters; at most {MAX_QUERY_CHARS}: {q[:40]!r}...")
             if not q.isprintable():
                 raise QueryError(f"query contains control characters: {q!r}")
+            if not any(ch.isalnum() for ch in q):  # Unicode-aware: "Stuhl", "café", "椅子" pass
+                raise QueryError(f"query has no letters or digits: {q!r}")
         if len(set(self.positives)) != len(self.positives):
             raise QueryError(f"duplicate query names in {self.positives!r}")
 

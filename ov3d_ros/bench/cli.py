@@ -165,6 +165,7 @@ def run(
     threads: int | None = None,
     repeats: int = 5,
     reference: bool = True,
+    node: bool = False,
 ) -> dict[str, Any]:
     from ov3d_ros.io.files import load_scan
 
@@ -196,6 +197,8 @@ def run(
     if "ggp_speedup_vs_reference" in ggp:
         out["ggp_speedup_vs_reference"] = ggp["ggp_speedup_vs_reference"]
     out["pointcloud2"] = _optional("ov3d_ros.bench.pointcloud2_bench")
+    if node:  # publish -> labelled cloud round trip over real rclpy (needs ROS; slower)
+        out["node"] = _optional("ov3d_ros.bench.node_bench", device=device)
     out["load_average_after"] = round(os.getloadavg()[0], 2)
     return out
 
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-reference", action="store_true", help="skip the slow plain-GGP reference run")
+    parser.add_argument("--node", action="store_true", help="also time the ROS round trip (publish -> labelled cloud)")
     args = parser.parse_args(argv)
     if not Path(args.scan).is_file():
         print(f"ov3d-bench: scan not found: {args.scan} (set --scan)", file=sys.stderr)
@@ -220,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         repeats=max(1, args.repeats),
         reference=not args.no_reference,
+        node=args.node,
     )
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0

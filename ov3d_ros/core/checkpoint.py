@@ -16,10 +16,8 @@ refuses them unless asked explicitly, so random weights are never presented as a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -31,6 +29,7 @@ import torch
 
 from .features import DEFAULT_FEATURES, feature_set
 from .network import StudentConfig, StudentNet
+from .provenance import file_sha256, git_commit
 from .text import TextEncoder
 
 SCHEMA_VERSION = 1
@@ -140,10 +139,10 @@ def save_checkpoint(path: str | Path, model: StudentNet, metadata: CheckpointMet
     json_tmp = _temp_path(directory, METADATA_FILE)
     try:
         save_file(tensors, str(weights_tmp), metadata={"format": "pt", "ov3d_schema": str(SCHEMA_VERSION)})
-        digest = _sha256(weights_tmp)
+        digest = file_sha256(weights_tmp)
         data = metadata.to_json_dict()
         data["created"] = metadata.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
-        data["git_commit"] = metadata.git_commit or _git_commit()
+        data["git_commit"] = metadata.git_commit or git_commit()
         data["weights_sha256"] = digest
         json_tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         for tmp in (weights_tmp, json_tmp):
@@ -181,7 +180,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{directory}: {WEIGHTS_FILE} is missing (found only {METADATA_FILE})")
-    actual = _sha256(weights)
+    actual = file_sha256(weights)
     if actual != digest:
         raise CheckpointError(
             f"{weights}: contents do not match {METADATA_FILE} (sha256 {actual[:12]}... != recorded {digest[:12]}...); "
@@ -309,26 +308,6 @@ def _file_mode() -> int:
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
 
 
 def _few(items: list[str], limit: int = 5) -> str:

@@ -17,7 +17,7 @@ from ov3d_ros.core.checkpoint import (
     TemplateMismatchWarning,
     TextSpace,
     TextSpaceMismatchError,
-    _sha256,
+    file_sha256,
     check_text_space,
     load_checkpoint,
     read_metadata,
@@ -84,7 +84,7 @@ def test_round_trip_restores_weights_buffers_and_metadata(saved):
     assert meta.trained is True and meta.voxel_size == 0.02 and meta.input_features == "rgb_height"
     assert meta.created  # filled in on save
     data = json.loads((directory / METADATA_FILE).read_text())
-    assert data["schema_version"] == SCHEMA_VERSION and data["weights_sha256"] == _sha256(directory / WEIGHTS_FILE)
+    assert data["schema_version"] == SCHEMA_VERSION and data["weights_sha256"] == file_sha256(directory / WEIGHTS_FILE)
     # either file path names the same checkpoint
     assert read_metadata(directory / WEIGHTS_FILE).architecture == model.config
     assert oct((directory / WEIGHTS_FILE).stat().st_mode & 0o777) == oct(0o666 & ~_umask())
@@ -161,7 +161,7 @@ def test_unparsable_weights_give_a_clear_error_even_with_a_matching_hash(saved):
     _, directory = saved
     weights = directory / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:1000])
-    _edit_json(directory, weights_sha256=_sha256(weights))
+    _edit_json(directory, weights_sha256=file_sha256(weights))
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_checkpoint(directory)
 

@@ -20,7 +20,6 @@ The network replaces the colour channels of masked voxels by its learnable token
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -30,6 +29,7 @@ from torch.utils.data import Dataset
 from ov3d_ros.core.features import DEFAULT_FEATURES, feature_set, input_features
 from ov3d_ros.core.voxel import voxelize
 
+from .scene_cache import SceneCache
 from .augment import AugmentConfig, augment_view
 from .masking import GridMaskConfig, exclusive_grid_masks
 from .scene import TrainingScene
@@ -72,22 +72,13 @@ class MPECDataset(Dataset):
         self.voxel_size = float(voxel_size)
         self.config = config
         self.seed = int(seed)
-        self._cache: OrderedDict[int, TrainingScene] = OrderedDict()
-        self._cache_size = int(cache_scenes)
+        self._scenes = SceneCache(self.scene_files, TrainingScene.load, cache_scenes)
 
     def __len__(self) -> int:
         return len(self.scene_files)
 
     def scene(self, index: int) -> TrainingScene:
-        scene = self._cache.get(index)
-        if scene is None:
-            scene = TrainingScene.load(self.scene_files[index])
-            self._cache[index] = scene
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(index)
-        return scene
+        return self._scenes[index]
 
     def __getitem__(self, key: tuple[int, int] | int) -> MPECItem:
         epoch, index = key if isinstance(key, tuple) else (0, int(key))

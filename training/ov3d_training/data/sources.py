@@ -16,13 +16,13 @@ the same bytes): :class:`EvaluationDataError`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ov3d_ros.core.provenance import file_sha256
 from ov3d_ros.io.errors import CloudFormatError
 from ov3d_ros.io.scan import Scan
 
@@ -109,7 +109,7 @@ def assert_not_evaluation_data(path: Path) -> None:
         )
     if path.is_file():
         for held_out in _evaluation_files(str(evaluation)):
-            if path.stat().st_size == held_out[1] and _sha256(path) == held_out[2]:
+            if path.stat().st_size == held_out[1] and file_sha256(path) == held_out[2]:
                 raise EvaluationDataError(
                     f"{path} is a copy of the held-out evaluation scan {held_out[0]}; it is never used for training"
                 )
@@ -120,15 +120,9 @@ def _evaluation_files(evaluation: str) -> tuple[tuple[str, int, str], ...]:
     folder = Path(evaluation)
     if not folder.is_dir():
         return ()
-    return tuple((str(p), p.stat().st_size, _sha256(p)) for p in sorted(folder.glob("*.npz")))
+    return tuple((str(p), p.stat().st_size, file_sha256(p)) for p in sorted(folder.glob("*.npz")))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def annotations_path(source: Source) -> Path:

@@ -20,7 +20,6 @@ Per item:
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch.utils.data import Dataset
 from ov3d_ros.core.features import input_features
 from ov3d_ros.core.voxel import voxelize
 
+from ..data.scene_cache import SceneCache
 from ..data.augment import augment_view
 from .config import DistillDataConfig, DistillLossConfig, PairConfig
 from .pairs import anchor_neighbors
@@ -80,22 +80,13 @@ class DistillDataset(Dataset):
         self.student_features = student_features
         self.teacher_features = teacher_features
         self.seed = int(seed)
-        self._cache: OrderedDict[int, DistillScene] = OrderedDict()
-        self._cache_size = int(cache_scenes)
+        self._scenes = SceneCache(self.scene_files, DistillScene.load, cache_scenes)
 
     def __len__(self) -> int:
         return len(self.scene_files)
 
     def scene(self, index: int) -> DistillScene:
-        scene = self._cache.get(index)
-        if scene is None:
-            scene = DistillScene.load(self.scene_files[index])
-            self._cache[index] = scene
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(index)
-        return scene
+        return self._scenes[index]
 
     def __getitem__(self, key: tuple[int, int] | int) -> DistillItem:
         epoch, index = key if isinstance(key, tuple) else (0, int(key))

@@ -8,7 +8,6 @@ VL-adapter); distillation (``ov3d-train distill``) reads it with :func:`load_tea
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ov3d_ros.core.provenance import file_sha256
 from ov3d_ros.core.checkpoint import CheckpointError, TextSpace
 from ov3d_ros.core.network import set_conv_algorithm
 
@@ -73,7 +73,7 @@ def save_teacher(directory: str | Path, model: MPECModel, metadata: TeacherMetad
     weights_tmp, json_tmp = _temp(directory, WEIGHTS_FILE), _temp(directory, METADATA_FILE)
     try:
         save_file(tensors, str(weights_tmp), metadata={"format": "pt", "role": ROLE})
-        data["weights_sha256"] = _sha256(weights_tmp)
+        data["weights_sha256"] = file_sha256(weights_tmp)
         json_tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         for tmp in (weights_tmp, json_tmp):
             with open(tmp, "rb+") as handle:
@@ -102,7 +102,7 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
     if data.get("role") != ROLE or data.get("schema_version") != SCHEMA_VERSION:
         raise CheckpointError(f"{meta_path}: not an MPEC teacher of schema {SCHEMA_VERSION} (role {data.get('role')!r})")
-    if _sha256(weights) != data.get("weights_sha256"):
+    if file_sha256(weights) != data.get("weights_sha256"):
         raise CheckpointError(f"{weights}: contents do not match {METADATA_FILE} (corrupt, or files of two runs)")
     architecture = from_dict(MPECModelConfig, data["architecture"], "architecture")
     metadata = TeacherMetadata(
@@ -135,9 +135,3 @@ def _temp(directory: Path, name: str) -> Path:
     return Path(tmp)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -89,7 +89,8 @@ def run_mpec(args: argparse.Namespace) -> int:
     from .mpec.config import MPECConfig
     from .mpec.task import MPECTask
     from .trainer.config import ConfigError, dump_yaml, from_dict, load_yaml, to_dict
-    from .trainer.loop import Trainer, TrainingError
+    from .trainer.loop import Trainer
+    from .trainer.reporting import fit_and_report
 
     import os
 
@@ -128,25 +129,8 @@ def run_mpec(args: argparse.Namespace) -> int:
     task = MPECTask(config, data)
     trainer = Trainer(task, config.trainer, config.optim, seed=config.seed, run_dir=run_dir, resume=args.resume,
                       config_record=to_dict(config))  # fmt: skip
-    try:
-        result = trainer.fit(stop_at_step=args.stop_at_step)
-    except (EvaluationDataError, NoTrainingDataError, ConfigError) as exc:
-        print(f"ov3d-train mpec: {exc}", file=sys.stderr)
-        return 2
-    except TrainingError as exc:
-        print(f"ov3d-train mpec: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        from .trainer.distributed import shutdown_distributed
-
-        shutdown_distributed()
-    if is_main:
-        state = "finished" if result.finished else "stopped"
-        print(f"mpec {state} at step {result.step} in {result.seconds:.1f} s on {result.device} x{result.world_size}; "
-              f"run: {result.run_dir}" + (f"; teacher: {result.exported}" if result.exported else ""))  # fmt: skip
-        if result.validation:
-            print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in result.validation.items()))
-    return 0
+    return fit_and_report(trainer, command="mpec", artefact="teacher", is_main=is_main, stop_at_step=args.stop_at_step,
+                          user_errors=(EvaluationDataError, NoTrainingDataError, ConfigError))  # fmt: skip
 
 
 def _apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:

@@ -44,8 +44,8 @@ def main(args: argparse.Namespace) -> int:
 
     from ..data.sources import EvaluationDataError, NoTrainingDataError
     from ..trainer.config import ConfigError, dump_yaml, to_dict
-    from ..trainer.distributed import shutdown_distributed
-    from ..trainer.loop import Trainer, TrainingError
+    from ..trainer.loop import Trainer
+    from ..trainer.reporting import fit_and_report
     from .scenes import ScanTooSmallError
     from .task import DistillTask
 
@@ -66,23 +66,9 @@ def main(args: argparse.Namespace) -> int:
     record = {"recipe": to_dict(config), "teacher_sha256": teacher_sha}
     trainer = Trainer(task, config.trainer, config.optim, seed=config.seed, run_dir=run_dir, resume=args.resume,
                       config_record=record)  # fmt: skip
-    try:
-        result = trainer.fit(stop_at_step=args.stop_at_step)
-    except (EvaluationDataError, NoTrainingDataError, ConfigError, CheckpointError, ScanTooSmallError) as exc:
-        print(f"ov3d-train distill: {exc}", file=sys.stderr)
-        return 2
-    except TrainingError as exc:
-        print(f"ov3d-train distill: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutdown_distributed()
-    if is_main:
-        state = "finished" if result.finished else "stopped"
-        print(f"distill {state} at step {result.step} in {result.seconds:.1f} s on {result.device} x{result.world_size}; "
-              f"run: {result.run_dir}" + (f"; student: {result.exported}" if result.exported else ""))  # fmt: skip
-        if result.validation:
-            print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in result.validation.items()))
-    return 0
+    return fit_and_report(trainer, command="distill", artefact="student", is_main=is_main, stop_at_step=args.stop_at_step,
+                          user_errors=(EvaluationDataError, NoTrainingDataError, ConfigError, CheckpointError, ScanTooSmallError),
+                          digits=3)  # fmt: skip
 
 
 def _resolve_inputs(args: argparse.Namespace, run_dir: Path, is_main: bool):

@@ -33,6 +33,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from ov3d_ros.core.neighbors import KNN
+from ov3d_ros.core.pooling import estimate_normals as pca_normals
+
 
 @dataclass
 class OversegConfig:
@@ -59,13 +62,10 @@ def estimate_normals(points: np.ndarray, k: int = 16, tree: cKDTree | None = Non
     if n < 3:
         return np.tile(np.array([0.0, 0.0, 1.0], np.float32), (n, 1))
     k = min(k, n)
-    tree = tree or cKDTree(points)
-    _, neighbours = tree.query(points, k=k, workers=-1)
-    local = points[neighbours]  # (N, k, 3)
-    local = local - local.mean(axis=1, keepdims=True)
-    covariance = np.einsum("nki,nkj->nij", local, local)
-    _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
-    return vectors[:, :, 0].astype(np.float32)
+    tree = tree or cKDTree(points)  # a caller's tree is reused for the segmentation graph too
+    distances, neighbours = tree.query(points, k=k, workers=-1)
+    # the PCA itself is the inference core's, so training and inference normals agree
+    return pca_normals(points, k, knn=KNN(neighbours, distances)).numpy()
 
 
 def knn_graph(points: np.ndarray, k: int, max_edge_length: float, tree: cKDTree | None = None) -> tuple[np.ndarray, np.ndarray]:

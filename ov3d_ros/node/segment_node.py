@@ -248,6 +248,7 @@ class SegmentNode(Node):
                 if item is None:
                     break
                 self._safely(self._process_cloud, item)
+                item = None  # drop the message now, not when the next one arrives (it may be MBs)
             elif self._requery:
                 self._safely(self._answer_cached)
 

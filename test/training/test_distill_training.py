@@ -362,7 +362,12 @@ def test_torchrun_two_gloo_processes_match_one_process(full_run, workspace, tmp_
     one, two = curve(result.run_dir), curve(tmp_path / "two")
     for step in range(1, config.trainer.steps + 1):
         for name in ("loss", "loss_aff", "loss_sem", "grad_norm"):
-            # the same global batch, BatchNorm synchronised: float32 summation order only (~1e-6)
-            assert two[(step, name)] == pytest.approx(one[(step, name)], rel=2e-5), (step, name)
+            # the same global batch, BatchNorm synchronised: float32 summation order only (~1e-6 at
+            # step 1). Later steps may differ by a near-tie flip: the teacher's features differ in
+            # the last bits (its convolutions sum in another order over one scan than over two), so
+            # an anchor's positive or a hard negative can swap, moving the loss by ~1/512 of one
+            # anchor's term (measured 4.6e-4 on grad_norm by step 4). A wrong split costs percents.
+            tolerance = 2e-5 if step == 1 else 2e-3
+            assert two[(step, name)] == pytest.approx(one[(step, name)], rel=tolerance), (step, name)
         # a count: a near-tie may flip one of the 512 anchors
         assert two[(step, "acc_aff")] == pytest.approx(one[(step, "acc_aff")], abs=3 / 512), step

@@ -9,7 +9,7 @@ import pytest
 from mpec_synthetic import make_room, write_npz_scans, write_recordings
 
 from ov3d_ros.core.voxel import voxelize
-from ov3d_training.data.augment import AugmentConfig, augment_view, elastic_distortion
+from ov3d_training.data.augment import AugmentConfig, augment_view, elastic_distortion, thin_points
 from ov3d_training.data.dataset import MPECDataset, ViewConfig
 from ov3d_training.data.overseg import OversegConfig, estimate_normals, felzenszwalb_graph, oversegment
 from ov3d_training.data.scene import SceneConfig, TrainingScene, parse_annotations, prepare_scene, prepare_scenes
@@ -222,7 +222,27 @@ def test_dataset_items_are_a_function_of_the_key(tmp_path):
     a, b, c = dataset[(0, 1)], dataset[(0, 1)], dataset[(1, 1)]
     assert np.array_equal(a.views[0].features, b.views[0].features)
     assert not np.array_equal(a.views[0].coords, c.views[0].coords) or not np.array_equal(a.entity, c.entity)
-    assert len(a.entity) == 2000  # ball crop
+    assert 0.35 * 2000 - 1 <= len(a.entity) <= 2000  # ball crop, then thinned (augment.keep_ratio)
+    dense = MPECDataset(files, 0.02, ViewConfig(max_points=2000, augment=AugmentConfig(keep_ratio=(1.0, 1.0))), seed=3)
+    assert len(dense[(0, 1)].entity) == 2000  # the ball crop alone
     assert a.match.shape == (len(a.text_embeddings), a.num_entities) and a.match.any(axis=1).all()
     assert not a.match[:, 0].any()  # the background entity is never named
     assert json.dumps(a.source)
+
+
+def test_thinning_keeps_a_random_fraction_and_both_views_share_it():
+    rng = np.random.default_rng(0)
+    sizes = []
+    for _ in range(200):
+        keep = thin_points(10_000, (0.35, 1.0), rng)
+        kept = 10_000 if keep is None else len(keep)
+        if keep is not None:
+            assert np.all(np.diff(keep) > 0) and keep[-1] < 10_000  # sorted, distinct, in range
+        sizes.append(kept)
+    sizes = np.array(sizes) / 10_000
+    assert sizes.min() >= 0.35 - 1e-4 and sizes.max() <= 1.0
+    assert sizes.min() < 0.45 and sizes.max() > 0.9 and 0.6 < sizes.mean() < 0.75  # uniform over the range
+    assert thin_points(10_000, (1.0, 1.0), rng) is None  # off: no draw, no subset
+    assert thin_points(50, (0.35, 1.0), rng) is None  # tiny scans are left whole
+    with pytest.raises(ValueError):
+        AugmentConfig(keep_ratio=(0.0, 1.0))

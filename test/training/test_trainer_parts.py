@@ -63,6 +63,18 @@ def test_recipes_load_and_round_trip(tmp_path):
         from_dict(MPECConfig, {"data": {"mask": {"ratio": 0.7}}})
 
 
+def test_the_shipped_models_cpu_recipe_differs_from_the_default_only_where_its_header_says():
+    cpu, default = to_dict(load_mpec_config(REPO_CONFIGS / "mpec_cpu.yaml")), to_dict(MPECConfig())
+    changed = {f"{section}.{key}" for section in default if isinstance(default[section], dict)
+               for key in default[section] if cpu[section][key] != default[section][key]}  # fmt: skip
+    assert changed == {
+        "trainer.steps", "trainer.batch_size", "trainer.num_workers", "trainer.val_every", "trainer.checkpoint_every",
+        "trainer.cpu_threads", "optim.warmup_steps", "data.voxel_size", "data.max_points", "model.channels",
+        "model.blocks", "model.decoder_blocks", "model.adapter_hidden",
+    }  # fmt: skip
+    assert cpu["data"]["voxel_size"] == 0.05 and cpu["data"]["augment"]["keep_ratio"] == [0.35, 1.0]
+
+
 # ---------------------------------------------------------------------------------- sampler
 def test_global_batches_do_not_depend_on_the_number_of_processes():
     one = GlobalBatchSampler(7, 4, seed=3, end_step=6)

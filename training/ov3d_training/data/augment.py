@@ -26,9 +26,17 @@ class AugmentConfig:
     color_noise: float = 0.05  # per-point Gaussian colour noise std
     elastic: list[tuple[float, float]] = field(default_factory=lambda: [(0.2, 0.4), (0.8, 1.6)])  # (granularity, magnitude) m
     elastic_p: float = 0.95
+    # fraction of the (grid-sampled) points an item keeps, uniform in [low, high]: the network must
+    # also see sparse surfaces. Measured: ScanNet's mesh vertices at 2 cm leave 26 % of voxels with
+    # no occupied neighbour (1.6 on average) against 0.3 % (16.5) for fused depth; a teacher trained
+    # only on dense clouds called 53 % of the ScanNet floor "wall" (98 % right on dense sim floors).
+    keep_ratio: tuple[float, float] = (0.35, 1.0)
 
     def __post_init__(self) -> None:
         self.scale = (float(self.scale[0]), float(self.scale[1]))
+        self.keep_ratio = (float(self.keep_ratio[0]), float(self.keep_ratio[1]))
+        if not (0 < self.keep_ratio[0] <= self.keep_ratio[1] <= 1):
+            raise ValueError(f"augment keep_ratio must be 0 < low <= high <= 1, got {self.keep_ratio}")
         self.elastic = [(float(g), float(m)) for g, m in self.elastic]
         if not (0 < self.scale[0] <= self.scale[1]):
             raise ValueError(f"augment scale must be 0 < low <= high, got {self.scale}")
@@ -80,6 +88,19 @@ def augment_view(
         length = np.linalg.norm(n, axis=1, keepdims=True)
         out_normals = np.divide(n, length, out=np.zeros_like(n), where=length > 1e-12).astype(np.float32)
     return AugmentedView(xyz.astype(np.float32), rgb.astype(np.float32), out_normals)
+
+
+def thin_points(count: int, keep_ratio: tuple[float, float], rng: np.random.Generator, min_points: int = 64) -> np.ndarray | None:
+    """Sorted indices of a random subset of ``count`` points (a fraction uniform in ``keep_ratio``),
+    or None to keep all. One subset per item, shared by its views: MPEC pairs each point across
+    the two views, so a point must exist in both. No draw when the range is (1, 1)."""
+    low, high = keep_ratio
+    if low >= 1.0 or count <= min_points:
+        return None
+    keep = max(min_points, int(round(count * rng.uniform(low, high))))
+    if keep >= count:
+        return None
+    return np.sort(rng.choice(count, size=keep, replace=False))
 
 
 def elastic_distortion(points: np.ndarray, granularity: float, magnitude: float, rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,8 @@ process or resumed run (see ``trainer.sampler``).
 Per item:
 
 1. crop: scenes larger than ``max_points`` keep the ``max_points`` points nearest to a random
-   centre point (a ball crop; bounds memory and adds variety);
+   centre point (a ball crop; bounds memory and adds variety); then a random fraction of the
+   points is kept (``augment.keep_ratio``), so the network also learns sparse surfaces;
 2. masks: exclusive 0.1 m grid masks for views u and v (``masking``), on the scene's own
    coordinates;
 3. each view: its own augmentation (``augment``), voxelised at the training voxel size, and the
@@ -30,7 +31,7 @@ from ov3d_ros.core.features import DEFAULT_FEATURES, feature_set, input_features
 from ov3d_ros.core.voxel import voxelize
 
 from .scene_cache import SceneCache
-from .augment import AugmentConfig, augment_view
+from .augment import AugmentConfig, augment_view, thin_points
 from .masking import GridMaskConfig, exclusive_grid_masks
 from .scene import TrainingScene
 
@@ -91,6 +92,9 @@ def make_item(scene: TrainingScene, voxel_size: float, config: ViewConfig, rng: 
     if len(points) > config.max_points:
         centre = points[rng.integers(len(points))]
         keep = np.sort(np.argpartition(((points - centre) ** 2).sum(axis=1), config.max_points - 1)[: config.max_points])
+        points, colors, normals, entity = points[keep], colors[keep], normals[keep], entity[keep]
+    keep = thin_points(len(points), config.augment.keep_ratio, rng)
+    if keep is not None:
         points, colors, normals, entity = points[keep], colors[keep], normals[keep], entity[keep]
 
     masks = exclusive_grid_masks(points, config.mask, rng)

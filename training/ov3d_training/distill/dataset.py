@@ -10,7 +10,7 @@ Per item:
 
 1. crop: scans larger than ``max_points`` keep the ``max_points`` points nearest to a random
    point (a ball crop, for memory; the student still sees every voxel of the crop);
-2. the view: augmentation (``data.augment``; none when ``augment`` is null), voxelisation at the
+2. the view: augmentation (``data.augment``, thinning included; none when ``augment`` is null), voxelisation at the
    training voxel size, and the network inputs by :func:`ov3d_ros.core.features.input_features`
    -- the function the Segmenter uses -- for the student and, if its feature set differs, for
    the teacher; both networks see the same voxels;
@@ -31,7 +31,7 @@ from ov3d_ros.core.features import input_features
 from ov3d_ros.core.voxel import voxelize
 
 from ..data.scene_cache import SceneCache
-from ..data.augment import augment_view
+from ..data.augment import augment_view, thin_points
 from .config import DistillDataConfig, DistillLossConfig, PairConfig
 from .pairs import anchor_neighbors
 from .scenes import DistillScene
@@ -103,6 +103,11 @@ def make_item(scene: DistillScene, scene_index: int, spec: DistillDataset, rng: 
         keep = np.sort(np.argpartition(((points - centre) ** 2).sum(axis=1), data.max_points - 1)[: data.max_points])
         points, colors = points[keep], colors[keep]
         normals = None if normals is None else normals[keep]
+    if data.augment is not None:
+        keep = thin_points(len(points), data.augment.keep_ratio, rng)
+        if keep is not None:
+            points, colors = points[keep], colors[keep]
+            normals = None if normals is None else normals[keep]
     rgb = colors.astype(np.float32) / 255.0
     if data.augment is not None:
         view = augment_view(points, rgb, normals, data.augment, rng)

@@ -1,0 +1,119 @@
+"""The accuracy report (ov3d-train report): its numbers are the node's numbers, its affinity metric is exact."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, save_checkpoint
+from ov3d_ros.core.network import StudentConfig, StudentNet
+from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
+from ov3d_ros.core.types import QuerySet
+from ov3d_ros.eval.scannet20 import CLASS_NAMES
+from ov3d_ros.io.files import load_scan
+from ov3d_ros.io.scan import Scan
+from ov3d_training.report import cli
+from ov3d_training.report.affinity import _majority, cloud_affinity, gravity_aligned
+from ov3d_training.report.scannet import scannet_report
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = StudentNet(StudentConfig())
+    metadata = CheckpointMetadata(architecture=model.config, text_space=TextSpace("minilm-l6-v2", 384), trained=False,
+                                  voxel_size=0.05)  # fmt: skip
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "random", model, metadata)
+
+
+@pytest.fixture(scope="module")
+def plumbing_segmenter(random_checkpoint):
+    """Random weights: for checking that the report computes what the node computes, nothing more."""
+    return Segmenter.from_checkpoint(random_checkpoint, device="cpu", allow_untrained=True,
+                                     config=SegmenterConfig(device="cpu"))  # fmt: skip
+
+
+def test_majority_label_per_voxel_matches_a_loop():
+    rng = np.random.default_rng(0)
+    point_to_voxel = rng.integers(0, 50, 2000)
+    labels = rng.integers(0, 4, 2000)
+    labels[point_to_voxel == 7] = 3  # a voxel of one label
+    got = _majority(point_to_voxel, labels, 52)
+    for v in range(52):
+        members = labels[point_to_voxel == v]
+        if len(members) == 0:
+            assert got[v] == 0
+        else:
+            counts = np.bincount(members)
+            assert counts[got[v]] == counts.max(), v
+    assert got[7] == 3
+
+
+def _table_scene(rng, tilt_deg: float = 25.0) -> Scan:
+    """A 1.2 x 0.8 m table (labels 1), a box standing on it (10) and a box floating 0.5 m above (11),
+    seen by a camera at the origin looking down the tilted optical axis."""
+    table = np.c_[rng.uniform(-0.6, 0.6, 6000), rng.uniform(-0.4, 0.4, 6000), np.zeros(6000)]
+    def box(centre, size, n):
+        return centre + rng.uniform(-0.5, 0.5, (n, 3)) * size
+    standing = box(np.array([-0.25, 0.0, 0.1]), np.array([0.2, 0.2, 0.2]), 3000)
+    floating = box(np.array([0.3, 0.0, 0.6]), np.array([0.25, 0.25, 0.25]), 3000)
+    points = np.concatenate([table, standing, floating])
+    labels = np.r_[np.full(6000, 1), np.full(3000, 10), np.full(3000, 11)]
+    a = np.deg2rad(tilt_deg)
+    rotation = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    camera = (points - [0.0, 0.0, 1.5]) @ rotation.T  # the table 1.5 m below the camera, then tilted
+    colors = np.where(labels[:, None] == 1, [120, 90, 60], [200, 30, 30]).astype(np.uint8)
+    return Scan(points=camera.astype(np.float32), colors=colors, instances=labels.astype(np.int64))
+
+
+def test_gravity_alignment_levels_the_table_with_the_camera_above():
+    scan = gravity_aligned(_table_scene(np.random.default_rng(1)))
+    table = scan.points[scan.instances == 1]
+    assert np.abs(table[:, 2]).max() < 1e-4  # the plane is z = 0
+    assert scan.points[scan.instances == 11][:, 2].min() > 0.4  # objects above it, not below
+    assert scan.points[scan.instances == 10][:, 2].max() == pytest.approx(0.2, abs=0.01)
+
+
+def test_inside_share_is_one_for_an_isolated_object_and_below_for_a_touching_one(plumbing_segmenter):
+    scan = gravity_aligned(_table_scene(np.random.default_rng(2)))
+    result = cloud_affinity(plumbing_segmenter, scan, "synthetic")
+    assert result.objects == 2
+    for variant, share in result.inside_one_step.items():
+        assert 0.0 < share <= 1.0 + 1e-6, variant
+        assert result.inside_t_steps[variant] <= share + 1e-6, variant  # mass only leaks further with T
+    # the floating box has every neighbour inside, the standing one shares its base with the table:
+    # per object, recompute with one object at a time
+    only_floating = Scan(points=scan.points, colors=scan.colors, instances=np.where(scan.instances == 10, 1, scan.instances))
+    floating = cloud_affinity(plumbing_segmenter, only_floating, "floating only")
+    assert floating.objects == 1
+    for variant in floating.inside_one_step:
+        assert floating.inside_one_step[variant] == pytest.approx(1.0, abs=1e-5), variant
+        assert floating.inside_t_steps[variant] == pytest.approx(1.0, abs=1e-5), variant
+    assert min(result.inside_t_steps.values()) < 0.999  # the standing box leaks into the table
+
+
+def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, scannet_npz):
+    scan = load_scan(scannet_npz)
+    piece = scan.subset((scan.points[:, 0] < np.percentile(scan.points[:, 0], 40)))
+    embeddings = plumbing_segmenter.text_encoder.encode(list(CLASS_NAMES))
+    shipped = plumbing_segmenter.config.ggp
+    report = scannet_report(plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0, 4))
+    rows = {(r["variant"], r["k"], r["T"]): r for r in report.sweep}
+    assert ("ggp_learned", shipped.k, shipped.iterations) in rows and ("ggp_distance", 8, 4) in rows
+    assert rows[("ggp_learned", shipped.k, shipped.iterations)]["miou"] == report.variants["ggp_learned"].miou
+    for variant in ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned"):
+        assert rows[(variant, 8, 0)]["miou"] == report.variants["student"].miou  # T = 0 is no pooling
+    # what the node runs: the Segmenter's closed-set decision with its configured GGP
+    processed = plumbing_segmenter.process(piece)
+    queries = QuerySet(positives=tuple(CLASS_NAMES), background=False)
+    for pooling, variant in ((True, "ggp_learned"), (False, "student")):
+        decision, _ = plumbing_segmenter.voxel_decision(processed, queries, pooling=pooling)
+        node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[processed.voxels.point_to_voxel]
+        assert np.mean(node == report.predictions[variant]) > 0.999, variant  # float ties aside
+
+
+def test_report_cli_refuses_an_untrained_student(random_checkpoint, tmp_path, capsys):
+    args = cli.argparse.ArgumentParser()
+    cli.add_arguments(args)
+    code = cli.main(args.parse_args(["--out", str(tmp_path / "r"), "--student", str(random_checkpoint)]))
+    assert code == 2 and "untrained" in capsys.readouterr().err.lower()

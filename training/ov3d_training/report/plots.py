@@ -1,0 +1,123 @@
+"""Pictures of the accuracy report: per-class IoU bars, k / T sweeps, segmentation renders, affinity bars."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ov3d_ros.eval.scannet20 import CLASS_COLORS, CLASS_NAMES
+
+from .affinity import CloudAffinity
+from .scannet import ScanNetReport
+
+LABELS = {
+    "teacher": "teacher (MPEC)",
+    "student": "student, no pooling",
+    "ggp_uniform": "GGP uniform weights",
+    "ggp_distance": "GGP distance weights",
+    "ggp_geometric": "GGP geometric embedding",
+    "ggp_learned": "GGP learned affinity",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def per_class_bars(report: ScanNetReport, path: Path, variants=("teacher", "student", "ggp_distance", "ggp_learned")) -> Path:
+    plt = _pyplot()
+    variants = [v for v in variants if v in report.variants]
+    names = [n for n in CLASS_NAMES if report.variants["student"].per_class_iou.get(n) is not None]
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(13, 4.5), constrained_layout=True)
+    x = np.arange(len(names))
+    for i, variant in enumerate(variants):
+        ious = [report.variants[variant].per_class_iou.get(n) or 0.0 for n in names]
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, ious, width, label=f"{LABELS[variant]} (mIoU {report.variants[variant].miou:.1f})")
+    ax.set_xticks(x, names, rotation=35, ha="right")
+    ax.set_ylabel("IoU (%)")
+    ax.set_title("ScanNet scene0000_00, ScanNet-20 names as queries: per-class IoU (classes present)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sweep_curves(report: ScanNetReport, path: Path, metric: str = "miou") -> Path:
+    plt = _pyplot()
+    rows = report.sweep
+    ks = sorted({r["k"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), constrained_layout=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, variant_pair in zip(axes, (("ggp_learned", "ggp_distance"), ("ggp_geometric", "ggp_uniform"))):
+        for ci, k in enumerate(ks):
+            for variant, style in zip(variant_pair, ("-", "--")):
+                pts = sorted((r["T"], r[metric]) for r in rows if r["k"] == k and r["variant"] == variant)
+                ax.plot(*zip(*pts), style, color=colours[ci % len(colours)], marker="o", ms=3,
+                        label=f"k={k} {LABELS[variant]}")  # fmt: skip
+        ax.axhline(report.variants["student"].row()[metric], color="grey", lw=1, ls=":", label="no pooling")
+        ax.set_xlabel("iterations T")
+        ax.set_ylabel(f"{'mIoU' if metric == 'miou' else 'f-mIoU'} (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    shipped = report.shipped
+    fig.suptitle(f"GGP sweeps on ScanNet scene0000_00 (shipped: k={shipped.k}, T={shipped.iterations}, tau={shipped.tau})")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render_panels(report: ScanNetReport, path: Path, variants=("student", "ggp_learned")) -> Path:
+    """Top-down views: ground truth and each variant's prediction, one colour per class."""
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+
+    palette = np.array([(*(c / 255.0 for c in rgb), 1.0) for rgb in CLASS_COLORS])
+    grey = np.array([0.88, 0.88, 0.88, 1.0])
+    points = report.points
+    order = np.argsort(points[:, 2])  # higher points drawn last, as seen from above
+    panels = [("ground truth", report.target)] + [(LABELS[v], report.predictions[v]) for v in variants if v in report.predictions]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 7), constrained_layout=True)
+    for ax, (title, ids) in zip(np.atleast_1d(axes), panels):
+        colours = np.tile(grey, (len(ids), 1))
+        valid = ids >= 0
+        colours[valid] = palette[ids[valid] % len(palette)]
+        ax.scatter(points[order, 0], points[order, 1], c=colours[order], s=0.5, linewidths=0)
+        ax.set_title(title)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    present = sorted({int(i) for i in np.unique(np.concatenate([ids for _, ids in panels])) if i >= 0})
+    handles = [Patch(color=palette[i % len(palette)], label=CLASS_NAMES[i]) for i in present]
+    handles.append(Patch(color=grey, label="ignored"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), fontsize=8, bbox_to_anchor=(0.5, -0.05))
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def affinity_bars(results: list[CloudAffinity], path: Path) -> Path:
+    plt = _pyplot()
+    variants = list(results[0].inside_one_step)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), constrained_layout=True)
+    x = np.arange(len(results))
+    width = 0.8 / len(variants)
+    for ax, attr, title in ((axes[0], "inside_one_step", "one step (W)"), (axes[1], "inside_t_steps", "T steps (W^T)")):
+        for i, variant in enumerate(variants):
+            values = [getattr(r, attr)[variant] for r in results]
+            ax.bar(x + (i - (len(variants) - 1) / 2) * width, values, width, label=f"{LABELS[variant]} (mean {np.mean(values):.3f})")
+        ax.set_xticks(x, [r.name for r in results], rotation=30)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("pooling weight inside own object")
+        ax.set_title(f"mOSD Kinect clouds: {title}")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,159 @@
+"""Zero-shot accuracy of teacher and student on a labelled ScanNet scan, with every pooling variant.
+
+Protocol (``ov3d_ros.eval``, OpenScene / GeoPurify): the ScanNet-20 class names are the queries,
+each point takes the class whose text embedding is closest (cosine) to its voxel's feature;
+mIoU / mAcc over the classes present; f-mIoU / f-mAcc drop wall, floor and other furniture from
+both candidates and ground truth.
+
+GGP is linear and acts on each channel alone, so pooling the (V, 20) logits once gives the
+pooled logits of every candidate subset: the foreground metrics take their columns of the same
+pooled array. T sweeps pool incrementally (W^T2 = W^(T2 - T1) W^T1).
+
+Variants (the student's semantic head in all but the first):
+
+* ``teacher``: the MPEC teacher's VL-adapter output, no pooling;
+* ``student``: no pooling;
+* ``ggp_uniform`` / ``ggp_distance``: GGP on plain geometric weights (1/k; softmax of -d^2/sigma^2);
+* ``ggp_geometric``: GGP on the hand-made data-only embedding (normals, colour, height;
+  ``ov3d_ros.core.pooling.geometric_embedding``) with the affinity softmax -- plain geometry
+  with the paper's weighting;
+* ``ggp_learned``: GGP on the student's learned affinity embeddings (what the node runs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ov3d_ros.core.neighbors import knn_voxels
+from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
+from ov3d_ros.core.segmenter import Segmenter
+from ov3d_ros.eval.metrics import evaluate, restrict_classes
+from ov3d_ros.eval.scannet20 import CLASS_NAMES, FOREGROUND_EXCLUDED, nyu40_to_class_index
+
+GGP_VARIANTS = ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned")
+WEIGHTS_OF = {"ggp_uniform": "uniform", "ggp_distance": "distance", "ggp_geometric": "affinity", "ggp_learned": "affinity"}
+
+
+@dataclass
+class ScanScores:
+    miou: float
+    macc: float
+    fmiou: float
+    fmacc: float
+    per_class_iou: dict[str, float | None] = field(default_factory=dict)
+
+    def row(self) -> dict:
+        return {"miou": self.miou, "macc": self.macc, "fmiou": self.fmiou, "fmacc": self.fmacc}
+
+
+@dataclass
+class ScanNetReport:
+    variants: dict[str, ScanScores]  # teacher, student, ggp_* at the shipped k / T
+    sweep: list[dict]  # {"variant", "k", "T", "miou", "fmiou"} rows
+    shipped: GGPConfig
+    points: np.ndarray  # (N, 3) for renders
+    target: np.ndarray  # (N,) class index, -1 ignored
+    predictions: dict[str, np.ndarray]  # variant -> (N,) class index
+    voxels: int
+    voxel_size: float
+
+
+class ClassNameScorer:
+    """Scores (V, 20) logits against a scan's ground truth, all classes and foreground."""
+
+    def __init__(self, target: np.ndarray, point_to_voxel: np.ndarray) -> None:
+        self.target = target
+        self.point_to_voxel = point_to_voxel
+        self.fg_target, fg_names = restrict_classes(target, CLASS_NAMES, FOREGROUND_EXCLUDED)
+        self.fg_names = list(fg_names)
+        self.fg_columns = [CLASS_NAMES.index(name) for name in fg_names]
+
+    def predict(self, logits: torch.Tensor) -> np.ndarray:
+        return logits.argmax(dim=1).cpu().numpy()[self.point_to_voxel]
+
+    def __call__(self, logits: torch.Tensor) -> ScanScores:
+        full = evaluate(self.target, self.predict(logits), CLASS_NAMES)
+        fg_pred = logits[:, self.fg_columns].argmax(dim=1).cpu().numpy()[self.point_to_voxel]
+        fg = evaluate(self.fg_target, fg_pred, self.fg_names)
+        pct = lambda v: None if v is None else round(100.0 * float(v), 2)  # noqa: E731
+        return ScanScores(pct(full.miou), pct(full.macc), pct(fg.miou), pct(fg.macc),
+                          {name: pct(v) for name, v in full.per_class_iou.items()})  # fmt: skip
+
+
+def scannet_report(
+    segmenter: Segmenter,
+    scan,
+    class_embeddings: np.ndarray,
+    teacher_logits: torch.Tensor | None,
+    ks: tuple[int, ...] = (8, 16, 32, 64),
+    iterations: tuple[int, ...] = (0, 2, 4, 8, 16, 24, 32, 48),
+) -> ScanNetReport:
+    """All variants on ``scan`` (an io Scan with NYU40 labels); ``teacher_logits`` (V, 20) on the
+    same voxels (see :func:`teacher_logits_on`), or None to leave the teacher out."""
+    shipped = segmenter.config.ggp
+    processed = segmenter.process(scan)
+    device = segmenter.device
+    text = torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device)
+    with torch.inference_mode():
+        logits = processed.semantic.logits(F.normalize(text, dim=1)).float()
+    centers = torch.from_numpy(processed.voxels.centers).to(device)
+    embeddings = {
+        "ggp_learned": processed.affinity,
+        "ggp_geometric": geometric_embedding(processed.voxels.centers, _unit_colors(processed.voxels.colors)).to(device),
+        "ggp_uniform": None,
+        "ggp_distance": None,
+    }
+    target = nyu40_to_class_index(scan.labels)
+    scorer = ClassNameScorer(target, processed.voxels.point_to_voxel)
+    variants: dict[str, ScanScores] = {}
+    predictions: dict[str, np.ndarray] = {}
+    if teacher_logits is not None:
+        variants["teacher"] = scorer(teacher_logits)
+        predictions["teacher"] = scorer.predict(teacher_logits)
+    variants["student"] = scorer(logits)
+    predictions["student"] = scorer.predict(logits)
+
+    sweep: list[dict] = []
+    wanted_ks = sorted(set(ks) | {shipped.k})
+    wanted_t = sorted(set(iterations) | {shipped.iterations})
+    for k in wanted_ks:
+        knn = knn_voxels(centers, k, include_self=True, cell_size=processed.voxels.voxel_size)
+        for variant in GGP_VARIANTS:
+            config = GGPConfig(k=k, tau=shipped.tau, iterations=shipped.iterations, weights=WEIGHTS_OF[variant])
+            graph = build_pooling_graph(centers, embeddings[variant], config, knn=knn, device=device)
+            pooled, done = logits, 0
+            for t in wanted_t:
+                pooled = graph.pool(pooled, t - done)
+                done = t
+                scores = scorer(pooled)
+                sweep.append({"variant": variant, "k": k, "T": t, "miou": scores.miou, "fmiou": scores.fmiou})
+                if k == shipped.k and t == shipped.iterations:
+                    variants[variant] = scores
+                    predictions[variant] = scorer.predict(pooled)
+    return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
+                         processed.num_voxels, processed.voxels.voxel_size)  # fmt: skip
+
+
+def teacher_logits_on(teacher_dir, segmenter: Segmenter, scan, class_embeddings: np.ndarray) -> torch.Tensor:
+    """The teacher's (V, 20) logits on the voxels the segmenter makes of ``scan`` (same voxel size)."""
+    from ..mpec.export import load_teacher
+    from ..mpec.validate import teacher_text_features
+
+    model, metadata = load_teacher(teacher_dir, segmenter.device)
+    voxel_size = segmenter.voxel_size
+    if abs(metadata.voxel_size - voxel_size) > 1e-9:
+        raise ValueError(f"teacher voxel size {metadata.voxel_size} differs from the student's {voxel_size}")
+    features, _ = teacher_text_features(model, scan.points, scan.colors, voxel_size, segmenter.device,
+                                        segmenter.config.max_voxels)  # fmt: skip
+    text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(segmenter.device), dim=1)
+    return (features.float() @ text.T).float()
+
+
+def _unit_colors(colors: np.ndarray | None) -> np.ndarray | None:
+    if colors is None:
+        return None
+    colors = np.asarray(colors, np.float32)
+    return colors / 255.0 if colors.max(initial=0.0) > 1.0 else colors

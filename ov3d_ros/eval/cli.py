@@ -92,6 +92,11 @@ def evaluate_scene(
 
 def render_comparison(points: np.ndarray, gt: np.ndarray, pred: np.ndarray, class_names, path: str | Path, title: str = "") -> Path:
     """Top-down scatter of ground truth and prediction, side by side, one colour per class."""
+    return render_panels(points, [("ground truth", gt), ("prediction", pred)], class_names, path, title)
+
+
+def render_panels(points: np.ndarray, panels, class_names, path: str | Path, title: str = "") -> Path:
+    """Top-down scatters of ``points``, one panel per ``(title, (N,) class ids)``; -1 is grey."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,17 +114,17 @@ def render_comparison(points: np.ndarray, gt: np.ndarray, pred: np.ndarray, clas
         out[valid] = palette[ids[valid]]
         return out
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 7), constrained_layout=True)
-    for ax, ids, name in ((axes[0], gt, "ground truth"), (axes[1], pred, "prediction")):
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 7), constrained_layout=True)
+    for ax, (name, ids) in zip(np.atleast_1d(axes), panels):
         ax.scatter(points[order, 0], points[order, 1], c=colours(ids[order]), s=0.4, linewidths=0)
         ax.set_title(name)
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-    present = sorted(set(int(i) for i in np.unique(np.concatenate([gt, pred])) if i >= 0))
+    present = sorted(set(int(i) for i in np.unique(np.concatenate([ids for _, ids in panels])) if i >= 0))
     handles = [Patch(color=palette[i], label=str(class_names[i])) for i in present]
     handles.append(Patch(color=grey, label="ignored / none"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), fontsize=8, bbox_to_anchor=(0.5, -0.06))
     if title:
         fig.suptitle(title)
     path = Path(path)

@@ -5,10 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from ov3d_training.data.augment import AugmentConfig
 from ov3d_training.data.dataset import ViewConfig, collate_items, colour_channels, make_item
 from ov3d_training.data.masking import GridMaskConfig, exclusive_grid_masks
 from ov3d_training.data.scene import TrainingScene
 from ov3d_training.mpec.model import MPECModel, MPECModelConfig
+
+# the item's points are the scene's, in order (no crop, no thinning): point indices carry over
+UNTHINNED = ViewConfig(max_points=10_000, augment=AugmentConfig(keep_ratio=(1.0, 1.0)))
 
 
 def plane_points(spacing: float = 0.02, size: float = 2.0) -> np.ndarray:
@@ -98,7 +102,7 @@ def test_mask_token_replaces_only_masked_colours():
 def test_masked_colour_never_reaches_the_network():
     rng = np.random.default_rng(2)
     scene = _scene(rng)
-    item = make_item(scene, 0.05, ViewConfig(max_points=10_000), np.random.default_rng(5))
+    item = make_item(scene, 0.05, UNTHINNED, np.random.default_rng(5))
     batch = collate_items([item])
     model = MPECModel(MPECModelConfig(channels=(8, 16), blocks=(1, 1), decoder_blocks=1, adapter_hidden=16), text_dim=8)
     seen = model.apply_mask_token(batch.features, batch.voxel_masked)
@@ -109,7 +113,7 @@ def test_masked_colour_never_reaches_the_network():
     hidden = np.zeros(len(scene.points), dtype=bool)
     hidden[np.flatnonzero(item.views[0].point_masked)] = True
     recoloured.colors[hidden] = 255 - recoloured.colors[hidden]
-    item2 = make_item(recoloured, 0.05, ViewConfig(max_points=10_000), np.random.default_rng(5))
+    item2 = make_item(recoloured, 0.05, UNTHINNED, np.random.default_rng(5))
     batch2 = collate_items([item2])
     seen2 = model.apply_mask_token(batch2.features, batch2.voxel_masked)
     view_u = batch.batch_index == 0

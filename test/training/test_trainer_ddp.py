@@ -74,6 +74,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         loss.backward()
         if rank == 0:
             torch.save({n: p.grad.clone() for n, p in model.named_parameters()} | {"loss": loss.detach()}, out)
+        # tear down together: a rank that destroys its gloo pairs while the other still holds them
+        # can abort it ("terminate called without an active exception", seen once in CI)
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 

@@ -25,7 +25,7 @@ from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embe
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.io.scan import Scan
 
-from .scannet import GGP_VARIANTS, WEIGHTS_OF, _unit_colors
+from .scannet import GGP_VARIANTS, WEIGHTS_OF
 
 FIRST_OBJECT_LABEL = 10  # mOSD: 1-9 table / support parts, >= 10 one object each
 
@@ -75,7 +75,7 @@ def cloud_affinity(segmenter: Segmenter, scan: Scan, name: str, iterations: int 
     knn = knn_voxels(centers, config.k, include_self=True, cell_size=voxels.voxel_size)
     embeddings = {
         "ggp_learned": processed.affinity,
-        "ggp_geometric": geometric_embedding(voxels.centers, _unit_colors(voxels.colors)).to(device),
+        "ggp_geometric": geometric_embedding(voxels.centers, voxels.colors).to(device),
         "ggp_uniform": None,
         "ggp_distance": None,
     }

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ov3d_ros.eval.scannet20 import CLASS_COLORS, CLASS_NAMES
+from ov3d_ros.eval.scannet20 import CLASS_NAMES
 
 from .affinity import CloudAffinity
 from .scannet import ScanNetReport
@@ -75,31 +75,10 @@ def sweep_curves(report: ScanNetReport, path: Path, metric: str = "miou") -> Pat
 
 def render_panels(report: ScanNetReport, path: Path, variants=("student", "ggp_learned")) -> Path:
     """Top-down views: ground truth and each variant's prediction, one colour per class."""
-    plt = _pyplot()
-    from matplotlib.patches import Patch
+    from ov3d_ros.eval.cli import render_panels as draw
 
-    palette = np.array([(*(c / 255.0 for c in rgb), 1.0) for rgb in CLASS_COLORS])
-    grey = np.array([0.88, 0.88, 0.88, 1.0])
-    points = report.points
-    order = np.argsort(points[:, 2])  # higher points drawn last, as seen from above
     panels = [("ground truth", report.target)] + [(LABELS[v], report.predictions[v]) for v in variants if v in report.predictions]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 7), constrained_layout=True)
-    for ax, (title, ids) in zip(np.atleast_1d(axes), panels):
-        colours = np.tile(grey, (len(ids), 1))
-        valid = ids >= 0
-        colours[valid] = palette[ids[valid] % len(palette)]
-        ax.scatter(points[order, 0], points[order, 1], c=colours[order], s=0.5, linewidths=0)
-        ax.set_title(title)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    present = sorted({int(i) for i in np.unique(np.concatenate([ids for _, ids in panels])) if i >= 0})
-    handles = [Patch(color=palette[i % len(palette)], label=CLASS_NAMES[i]) for i in present]
-    handles.append(Patch(color=grey, label="ignored"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), fontsize=8, bbox_to_anchor=(0.5, -0.05))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return draw(report.points, panels, CLASS_NAMES, path)
 
 
 def affinity_bars(results: list[CloudAffinity], path: Path) -> Path:

@@ -102,7 +102,7 @@ def scannet_report(
     centers = torch.from_numpy(processed.voxels.centers).to(device)
     embeddings = {
         "ggp_learned": processed.affinity,
-        "ggp_geometric": geometric_embedding(processed.voxels.centers, _unit_colors(processed.voxels.colors)).to(device),
+        "ggp_geometric": geometric_embedding(processed.voxels.centers, processed.voxels.colors).to(device),
         "ggp_uniform": None,
         "ggp_distance": None,
     }
@@ -151,9 +151,3 @@ def teacher_logits_on(teacher_dir, segmenter: Segmenter, scan, class_embeddings:
     text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(segmenter.device), dim=1)
     return (features.float() @ text.T).float()
 
-
-def _unit_colors(colors: np.ndarray | None) -> np.ndarray | None:
-    if colors is None:
-        return None
-    colors = np.asarray(colors, np.float32)
-    return colors / 255.0 if colors.max(initial=0.0) > 1.0 else colors

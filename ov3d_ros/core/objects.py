@@ -35,6 +35,7 @@ def connected_components(
     *,
     labels: np.ndarray | None = None,
     radius_cells: int = 1,
+    edges: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(V,) int32 component ids: 0 = not in ``mask``, then 1, 2, ... (numbered by lowest voxel).
 
@@ -44,6 +45,9 @@ def connected_components(
     labels:       (V,) ints: when given, only voxels with equal labels are linked, so one call
                   separates every class at once.
     radius_cells: link voxels up to this many cells apart along each axis.
+    edges:        ``grid_neighbors(coords, radius_cells, connectivity)`` of *all* voxels, if the
+                  caller has it: a cloud's grid does not change between queries, so a re-query
+                  only filters these pairs instead of hashing the grid again.
 
     Graph built by hashing neighbour offsets (no dense grid, whatever the scene's extent);
     components by ``scipy.sparse.csgraph``.
@@ -57,7 +61,14 @@ def connected_components(
     ids = np.zeros(total, dtype=np.int32)
     if len(members) == 0:
         return ids
-    src, dst = grid_neighbors(coords[members], radius_cells=radius_cells, connectivity=connectivity)
+    if edges is None:
+        src, dst = grid_neighbors(coords[members], radius_cells=radius_cells, connectivity=connectivity)
+    else:  # pairs over all voxels -> pairs among the members, in member numbering
+        src, dst = (np.asarray(e) for e in edges)
+        inside = mask[src] & mask[dst]
+        local = np.full(total, -1, dtype=np.int64)
+        local[members] = np.arange(len(members))
+        src, dst = local[src[inside]], local[dst[inside]]
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != total:
@@ -82,6 +93,7 @@ def extract_objects(
     connectivity: int = 26,
     radius_cells: int = 1,
     points: np.ndarray | None = None,
+    grid_edges: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[DetectedObject]]:
     """Instances of every query and their boxes.
 
@@ -91,6 +103,8 @@ def extract_objects(
     points:         (N, 3) the voxelised points (same order as ``voxels.point_to_voxel``): exact
                     boxes, and statistics over every point (cap-reassigned ones included);
                     without them, statistics come from the voxels' member counts.
+    grid_edges:     the voxels' ``grid_neighbors`` for this connectivity / radius, when cached
+                    (see :func:`connected_components`).
 
     Returns ``voxel_instance`` (V,) int32 (0 = none; ids 1..M unique across queries, ordered by
     semantic id, then by point count, largest first) and the M objects in id order.
@@ -109,7 +123,7 @@ def extract_objects(
         return instance, []
 
     component = connected_components(
-        voxels.coords, semantic > 0, connectivity, labels=semantic, radius_cells=radius_cells
+        voxels.coords, semantic > 0, connectivity, labels=semantic, radius_cells=radius_cells, edges=grid_edges
     )
     if points is not None:
         points = np.asarray(points, dtype=np.float64)

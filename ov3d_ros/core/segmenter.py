@@ -39,7 +39,7 @@ import torch
 
 from .checkpoint import CheckpointError, CheckpointMetadata, check_text_space, load_checkpoint
 from .features import input_features
-from .neighbors import KNN, knn_voxels
+from .neighbors import KNN, grid_neighbors, knn_voxels
 from .network import StudentNet, set_conv_algorithm, to_sparse_tensor
 from .objects import extract_objects
 from .pooling import GGPConfig, PoolingGraph, build_pooling_graph
@@ -128,6 +128,7 @@ class ProcessedCloud:
     frame_id: str = "map"
     stamp_ns: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    grid_edges: tuple[np.ndarray, np.ndarray] | None = None  # voxel adjacency for objects, built by the first query
 
     @property
     def num_points(self) -> int:
@@ -338,6 +339,7 @@ class Segmenter:
             min_voxels=self.config.min_object_voxels,
             oriented=self.config.oriented_boxes,
             points=processed.points,
+            grid_edges=self._grid_edges(processed),
         )
         timings["objects"], tick = _lap(tick)
         index = voxels.point_to_voxel
@@ -352,6 +354,14 @@ class Segmenter:
         timings["to_points"], tick = _lap(tick)
         timings["total"] = tick - start
         return result
+
+    @staticmethod
+    def _grid_edges(processed: ProcessedCloud) -> tuple[np.ndarray, np.ndarray]:
+        """The voxels' 26-neighbour pairs (what extract_objects links), built once per cloud:
+        hashing the grid is most of an object extraction, and re-queries share the grid."""
+        if processed.grid_edges is None:
+            processed.grid_edges = grid_neighbors(processed.voxels.coords)
+        return processed.grid_edges
 
     def voxel_decision(
         self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None, path: str = "logits"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from ov3d_ros.core.neighbors import grid_neighbors
 from ov3d_ros.core.objects import connected_components, extract_objects
 from ov3d_ros.core.voxel import voxelize
 from ov3d_ros.io.files import load_scan
@@ -32,6 +33,21 @@ def test_components_on_a_hand_built_grid():
     bridged = connected_components(np.vstack([coords, [[6, 6, 9]]]), None, 26, radius_cells=2)
     assert bridged[4] == bridged[7] and bridged[4] != bridged[0]
     assert not connected_components(coords, np.zeros(7, bool)).any()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cached_grid_edges_give_the_same_components_as_hashing(seed):
+    """A re-query filters the cloud's cached adjacency: ids must equal a fresh computation exactly."""
+    rng = np.random.default_rng(seed)
+    coords = np.unique(rng.integers(0, 30, (2500, 3)), axis=0)  # ~9 % occupied: many components
+    mask = rng.random(len(coords)) < 0.7
+    labels = rng.integers(1, 4, len(coords))
+    edges = grid_neighbors(coords)
+    for kwargs in ({}, {"labels": labels}):
+        fresh = connected_components(coords, mask, 26, **kwargs)
+        cached = connected_components(coords, mask, 26, edges=edges, **kwargs)
+        np.testing.assert_array_equal(cached, fresh)
+        assert fresh.max() > 5  # a non-trivial partition
 
 
 @pytest.mark.parametrize("connectivity, structure", [(6, 1), (26, 3)])

@@ -164,6 +164,20 @@ def test_requery_hits_the_text_cache(segmenter, processed):
     assert segmenter.text_encoder.hits == hits + 6  # 2 positives + 4 canonical negatives
 
 
+def test_requery_reuses_the_grid_and_finds_the_same_objects(segmenter, processed):
+    import dataclasses
+
+    first = segmenter.query(processed, "chair; table")
+    edges = processed.grid_edges
+    assert edges is not None  # built by the first query ...
+    again = segmenter.query(processed, "chair; table")
+    assert processed.grid_edges is edges  # ... and reused, not rebuilt
+    fresh = segmenter.query(dataclasses.replace(processed, grid_edges=None), "chair; table")
+    for result in (again, fresh):
+        np.testing.assert_array_equal(result.instance, first.instance)
+        assert [(o.query, o.num_points) for o in result.objects] == [(o.query, o.num_points) for o in first.objects]
+
+
 def test_threshold_and_negatives(segmenter, processed):
     none = segmenter.query(processed, QuerySet.parse("chair", threshold=1.01))
     assert np.all(none.semantic == 0) and none.objects == []

@@ -161,10 +161,12 @@ def test_burst_of_large_clouds_keeps_memory_bounded_and_counts_drops(rig, scanne
     # warm-up: one cloud processed, so its cache and torch's allocator pools are in the baseline;
     # what one cloud costs is the yardstick for "does memory grow with the number of clouds"
     rss_start = _rss_mb()
+    # clouds alive before the burst (session fixtures of other tests hold some) are not the node's
+    earlier = {id(o) for o in gc.get_objects() if type(o) is PointCloud2}
     r.cloud_pub.publish(clouds[0])
     assert r.spin_until(lambda: r.node.results_published == 1, RESULT_TIMEOUT_S)
     rss_before = _rss_mb()
-    ours = {id(msg) for msg in clouds}
+    ours = {id(msg) for msg in clouds} | earlier
     one_cloud_mb = rss_before - rss_start
     for msg in clouds[1:]:  # 3 s at 10 Hz
         r.cloud_pub.publish(msg)
@@ -178,7 +180,7 @@ def test_burst_of_large_clouds_keeps_memory_bounded_and_counts_drops(rig, scanne
     print(f"burst: received {health.received}, processed {health.processed}, dropped {health.dropped}, "
           f"rss growth {growth:.0f} MB (the first cloud cost {one_cloud_mb:.0f} MB)")
     # nothing may be kept per cloud. Exact at the message level: the node holds no received cloud
-    # once its slot is empty (the test's own 31 and the rig's collected results excluded) ...
+    # once its slot is empty (the test's own 31, the rig's collected results and older ones excluded) ...
     ours |= {id(msg) for msg in r.clouds}  # the labelled results the rig's subscriber collected
 
     def held() -> int:  # the worker counts a cloud as processed a moment before it lets go of it

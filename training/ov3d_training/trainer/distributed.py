@@ -57,8 +57,14 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world_size, local_rank, chosen)
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(orderly: bool = True) -> None:
+    """Leave the process group. ``orderly``: meet the other processes first -- a rank that tears
+    its gloo connections down while a peer is still finishing (rank 0 plots after the last
+    barrier) can abort it ("terminate called without an active exception", seen in CI). After an
+    error pass False: a failed peer may never arrive at the barrier."""
     if dist.is_available() and dist.is_initialized():
+        if orderly:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -18,8 +18,10 @@ def fit_and_report(
     digits: int = 2,
 ) -> int:
     """0 done or stopped on request, 1 training failed (e.g. diverged), 2 bad recipe or data."""
+    completed = False
     try:
         result = trainer.fit(stop_at_step=stop_at_step)
+        completed = True
     except user_errors as exc:
         print(f"ov3d-train {command}: {exc}", file=sys.stderr)
         return 2
@@ -27,7 +29,7 @@ def fit_and_report(
         print(f"ov3d-train {command}: {exc}", file=sys.stderr)
         return 1
     finally:
-        shutdown_distributed()
+        shutdown_distributed(orderly=completed)
     if is_main:
         state = "finished" if result.finished else "stopped"
         print(f"{command} {state} at step {result.step} in {result.seconds:.1f} s on {result.device} x{result.world_size}; "

@@ -1,6 +1,8 @@
 """The accuracy report (ov3d-train report): its numbers are the node's numbers, its affinity metric is exact."""
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -113,7 +115,7 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
 
 
 def test_report_cli_refuses_an_untrained_student(random_checkpoint, tmp_path, capsys):
-    args = cli.argparse.ArgumentParser()
-    cli.add_arguments(args)
-    code = cli.main(args.parse_args(["--out", str(tmp_path / "r"), "--student", str(random_checkpoint)]))
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    code = cli.main(parser.parse_args(["--out", str(tmp_path / "r"), "--student", str(random_checkpoint)]))
     assert code == 2 and "untrained" in capsys.readouterr().err.lower()

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from ov3d_ros.core.neighbors import knn_voxels
-from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
+from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.io.scan import Scan
 
-from .scannet import GGP_VARIANTS, WEIGHTS_OF
+from .scannet import GGP_VARIANTS, WEIGHTS_OF, pooling_embeddings
 
 FIRST_OBJECT_LABEL = 10  # mOSD: 1-9 table / support parts, >= 10 one object each
 
@@ -73,12 +73,7 @@ def cloud_affinity(segmenter: Segmenter, scan: Scan, name: str, iterations: int 
 
     centers = torch.from_numpy(voxels.centers).to(device)
     knn = knn_voxels(centers, config.k, include_self=True, cell_size=voxels.voxel_size)
-    embeddings = {
-        "ggp_learned": processed.affinity,
-        "ggp_geometric": geometric_embedding(voxels.centers, voxels.colors).to(device),
-        "ggp_uniform": None,
-        "ggp_distance": None,
-    }
+    embeddings = pooling_embeddings(processed, device)
     one, many = {}, {}
     for variant in GGP_VARIANTS:
         graph = build_pooling_graph(centers, embeddings[variant], GGPConfig(k=config.k, tau=config.tau, weights=WEIGHTS_OF[variant]),

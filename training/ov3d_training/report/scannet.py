@@ -100,12 +100,7 @@ def scannet_report(
     with torch.inference_mode():
         logits = processed.semantic.logits(F.normalize(text, dim=1)).float()
     centers = torch.from_numpy(processed.voxels.centers).to(device)
-    embeddings = {
-        "ggp_learned": processed.affinity,
-        "ggp_geometric": geometric_embedding(processed.voxels.centers, processed.voxels.colors).to(device),
-        "ggp_uniform": None,
-        "ggp_distance": None,
-    }
+    embeddings = pooling_embeddings(processed, device)
     target = nyu40_to_class_index(scan.labels)
     scorer = ClassNameScorer(target, processed.voxels.point_to_voxel)
     variants: dict[str, ScanScores] = {}
@@ -135,6 +130,17 @@ def scannet_report(
                     predictions[variant] = scorer.predict(pooled)
     return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
                          processed.num_voxels, processed.voxels.voxel_size)  # fmt: skip
+
+
+def pooling_embeddings(processed, device: torch.device) -> dict[str, torch.Tensor | None]:
+    """The affinity embedding each GGP variant weighs with (None: its weights need none)."""
+    voxels = processed.voxels
+    return {
+        "ggp_uniform": None,
+        "ggp_distance": None,
+        "ggp_geometric": geometric_embedding(voxels.centers, voxels.colors).to(device),
+        "ggp_learned": processed.affinity,
+    }
 
 
 def teacher_logits_on(teacher_dir, segmenter: Segmenter, scan, class_embeddings: np.ndarray) -> torch.Tensor:

@@ -15,8 +15,8 @@ from ov3d_ros.eval.scannet20 import CLASS_NAMES
 from ov3d_ros.io.files import load_scan
 from ov3d_ros.io.scan import Scan
 from ov3d_training.report import cli
-from ov3d_training.report.affinity import _majority, cloud_affinity, gravity_aligned
-from ov3d_training.report.scannet import scannet_report
+from ov3d_training.report.affinity import cloud_affinity, gravity_aligned
+from ov3d_training.report.scannet import instance_mean, majority_per_voxel, scannet_report
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_majority_label_per_voxel_matches_a_loop():
     point_to_voxel = rng.integers(0, 50, 2000)
     labels = rng.integers(0, 4, 2000)
     labels[point_to_voxel == 7] = 3  # a voxel of one label
-    got = _majority(point_to_voxel, labels, 52)
+    got = majority_per_voxel(point_to_voxel, labels, 52)
     for v in range(52):
         members = labels[point_to_voxel == v]
         if len(members) == 0:
@@ -49,6 +49,27 @@ def test_majority_label_per_voxel_matches_a_loop():
             counts = np.bincount(members)
             assert counts[got[v]] == counts.max(), v
     assert got[7] == 3
+
+
+def test_instance_mean_averages_each_object_and_leaves_the_rest():
+    rng = np.random.default_rng(1)
+    logits = torch.from_numpy(rng.normal(size=(40, 3)).astype(np.float32))
+    instance = rng.integers(0, 5, 40)  # 0 = no object
+    got = instance_mean(logits, instance)
+    for v in range(40):
+        expected = logits[instance == instance[v]].mean(0) if instance[v] > 0 else logits[v]
+        assert torch.allclose(got[v], expected, atol=1e-6), v
+
+
+def test_instance_mean_is_the_ceiling_when_objects_are_right_on_average():
+    """Noise that only averages out within objects: per voxel often wrong, per object right."""
+    rng = np.random.default_rng(2)
+    instance = np.repeat(np.arange(1, 7), 50)
+    truth = (instance - 1) % 3
+    logits = np.eye(3, dtype=np.float32)[truth] + rng.normal(0.0, 0.9, (300, 3)).astype(np.float32)
+    per_voxel = (logits.argmax(1) == truth).mean()
+    pooled = instance_mean(torch.from_numpy(logits), instance).argmax(1).numpy()
+    assert per_voxel < 0.8 and (pooled == truth).all()
 
 
 def _table_scene(rng, tilt_deg: float = 25.0) -> Scan:
@@ -105,6 +126,16 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
     assert rows[("ggp_learned", shipped.k, shipped.iterations)]["miou"] == report.variants["ggp_learned"].miou
     for variant in ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned"):
         assert rows[(variant, 8, 0)]["miou"] == report.variants["student"].miou  # T = 0 is no pooling
+    assert set(report.bounds) == {"student_instance_mean"}  # no teacher given: no teacher bounds
+    # a "teacher" whose logits are the student's own: its bounds must be the student's numbers
+    text = torch.nn.functional.normalize(torch.from_numpy(np.asarray(embeddings, np.float32)), dim=1)
+    with torch.inference_mode():
+        own = plumbing_segmenter.process(piece).semantic.logits(text).float()
+    mirrored = scannet_report(plumbing_segmenter, piece, embeddings, own, ks=(8,), iterations=(0,))
+    assert mirrored.variants["teacher"] == mirrored.variants["student"]
+    assert mirrored.bounds["teacher_instance_mean"] == mirrored.bounds["student_instance_mean"]
+    for variant in ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned"):
+        assert mirrored.bounds[f"teacher_{variant}"] == mirrored.variants[variant], variant
     # what the node runs: the Segmenter's closed-set decision with its configured GGP
     processed = plumbing_segmenter.process(piece)
     queries = QuerySet(positives=tuple(CLASS_NAMES), background=False)

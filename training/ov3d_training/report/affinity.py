@@ -25,7 +25,7 @@ from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.io.scan import Scan
 
-from .scannet import GGP_VARIANTS, WEIGHTS_OF, pooling_embeddings
+from .scannet import GGP_VARIANTS, WEIGHTS_OF, majority_per_voxel, pooling_embeddings
 
 FIRST_OBJECT_LABEL = 10  # mOSD: 1-9 table / support parts, >= 10 one object each
 
@@ -64,7 +64,7 @@ def cloud_affinity(segmenter: Segmenter, scan: Scan, name: str, iterations: int 
     voxels = processed.voxels
     device = segmenter.device
     point_object = np.where(scan.instances >= FIRST_OBJECT_LABEL, scan.instances, 0)
-    voxel_object = _majority(voxels.point_to_voxel, point_object, voxels.num_voxels)
+    voxel_object = majority_per_voxel(voxels.point_to_voxel, point_object, voxels.num_voxels)
     objects, voxel_slot = np.unique(voxel_object, return_inverse=True)  # slot 0 = no object when present
     indicator = torch.zeros((voxels.num_voxels, len(objects)), dtype=torch.float32, device=device)
     indicator[torch.arange(voxels.num_voxels, device=device), torch.from_numpy(voxel_slot).to(device)] = 1.0
@@ -94,16 +94,3 @@ def mosd_affinity(segmenter: Segmenter, files: list[Path]) -> list[CloudAffinity
         results.append(cloud_affinity(segmenter, scan, Path(path).stem))
     return results
 
-
-def _majority(point_to_voxel: np.ndarray, labels: np.ndarray, num_voxels: int) -> np.ndarray:
-    """(V,) the most frequent label among each voxel's points (vectorised: sort by voxel, label)."""
-    order = np.lexsort((labels, point_to_voxel))
-    voxel, label = point_to_voxel[order], labels[order]
-    start = np.r_[True, (voxel[1:] != voxel[:-1]) | (label[1:] != label[:-1])]
-    run_voxel, run_label = voxel[start], label[start]
-    run_length = np.diff(np.r_[np.flatnonzero(start), len(voxel)])
-    best = np.lexsort((-run_length, run_voxel))  # per voxel, longest run first
-    first = np.r_[True, run_voxel[best][1:] != run_voxel[best][:-1]]
-    out = np.zeros(num_voxels, dtype=np.int64)
-    out[run_voxel[best][first]] = run_label[best][first]
-    return out

@@ -85,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
         "voxels": report.voxels,
         "ggp_shipped": {"k": report.shipped.k, "tau": report.shipped.tau, "iterations": report.shipped.iterations},
         "scannet": {name: {**s.row(), "per_class_iou": s.per_class_iou} for name, s in report.variants.items()},
+        "bounds": {name: s.row() for name, s in report.bounds.items()},
         "sweep": report.sweep,
         "mosd_affinity": [asdict(a) for a in affinity],
         "text_encoder": getattr(metadata, "text_encoder", None) and str(metadata.text_encoder),
@@ -110,6 +111,11 @@ def markdown(result: dict) -> str:
         lines += ["", f"GGP learned vs no pooling: {s['ggp_learned']['miou'] - s['student']['miou']:+.2f} mIoU; "
                       f"vs the best plain geometric pooling: {s['ggp_learned']['miou'] - best_plain:+.2f} mIoU "
                       f"(k={result['ggp_shipped']['k']}, T={result['ggp_shipped']['iterations']})."]  # fmt: skip
+    if result.get("bounds"):
+        lines += ["", "What pooling could add (bounds; see ov3d_training.report.scannet):", "",
+                  "| bound | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|"]  # fmt: skip
+        for name, row in result["bounds"].items():
+            lines.append(f"| {LABELS[name]} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |")
     if result["mosd_affinity"]:
         variants = list(result["mosd_affinity"][0]["inside_one_step"])
         lines += ["", "| mOSD cloud | voxels | objects | " + " | ".join(f"{LABELS[v]} (W / W^T)" for v in variants) + " |",

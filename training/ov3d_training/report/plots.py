@@ -17,6 +17,12 @@ LABELS = {
     "ggp_distance": "GGP distance weights",
     "ggp_geometric": "GGP geometric embedding",
     "ggp_learned": "GGP learned affinity",
+    "student_instance_mean": "student, mean over each true object (pooling's ceiling)",
+    "teacher_instance_mean": "teacher, mean over each true object (pooling's ceiling)",
+    "teacher_ggp_uniform": "teacher + GGP uniform weights",
+    "teacher_ggp_distance": "teacher + GGP distance weights",
+    "teacher_ggp_geometric": "teacher + GGP geometric embedding",
+    "teacher_ggp_learned": "teacher + GGP learned affinity (GeoPurify's setting)",
 }
 
 

@@ -18,6 +18,13 @@ Variants (the student's semantic head in all but the first):
   ``ov3d_ros.core.pooling.geometric_embedding``) with the affinity softmax -- plain geometry
   with the paper's weighting;
 * ``ggp_learned``: GGP on the student's learned affinity embeddings (what the node runs).
+
+Bounds (``ScanNetReport.bounds``), to tell how much pooling *could* add:
+
+* ``*_instance_mean``: the logits averaged over each ground-truth object -- the best any pooling
+  that stays inside objects can do with these features (a voxel of no object keeps its own);
+* ``teacher_ggp_*``: GeoPurify's own setting -- the student's pooling graphs applied to the
+  teacher's features instead of the student's semantic head.
 """
 from __future__ import annotations
 
@@ -59,6 +66,7 @@ class ScanNetReport:
     predictions: dict[str, np.ndarray]  # variant -> (N,) class index
     voxels: int
     voxel_size: float
+    bounds: dict[str, ScanScores] = field(default_factory=dict)  # module doc; needs instances / teacher
 
 
 class ClassNameScorer:
@@ -110,6 +118,12 @@ def scannet_report(
         predictions["teacher"] = scorer.predict(teacher_logits)
     variants["student"] = scorer(logits)
     predictions["student"] = scorer.predict(logits)
+    bounds: dict[str, ScanScores] = {}
+    if scan.instances is not None:
+        voxel_instance = majority_per_voxel(processed.voxels.point_to_voxel, scan.instances, processed.num_voxels)
+        for name, source in (("teacher", teacher_logits), ("student", logits)):
+            if source is not None:
+                bounds[f"{name}_instance_mean"] = scorer(instance_mean(source, voxel_instance))
 
     sweep: list[dict] = []
     wanted_ks = sorted(set(ks) | {shipped.k})
@@ -128,8 +142,21 @@ def scannet_report(
                 if k == shipped.k and t == shipped.iterations:
                     variants[variant] = scores
                     predictions[variant] = scorer.predict(pooled)
+            if k == shipped.k and teacher_logits is not None:
+                bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, shipped.iterations))
     return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
-                         processed.num_voxels, processed.voxels.voxel_size)  # fmt: skip
+                         processed.num_voxels, processed.voxels.voxel_size, bounds)  # fmt: skip
+
+
+def instance_mean(logits: torch.Tensor, voxel_instance: np.ndarray) -> torch.Tensor:
+    """(V, C) each voxel's logits replaced by the mean over its object (``voxel_instance`` > 0);
+    voxels of no object (0) keep their own."""
+    ids = torch.from_numpy(np.ascontiguousarray(voxel_instance, np.int64)).to(logits.device)
+    _, slot = torch.unique(ids, return_inverse=True)
+    sums = torch.zeros((int(slot.max()) + 1, logits.shape[1]), dtype=logits.dtype, device=logits.device)
+    sums.index_add_(0, slot, logits)
+    counts = torch.bincount(slot).to(logits.dtype)
+    return torch.where((ids > 0)[:, None], sums[slot] / counts[slot, None], logits)
 
 
 def pooling_embeddings(processed, device: torch.device) -> dict[str, torch.Tensor | None]:
@@ -157,3 +184,16 @@ def teacher_logits_on(teacher_dir, segmenter: Segmenter, scan, class_embeddings:
     text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(segmenter.device), dim=1)
     return (features.float() @ text.T).float()
 
+
+def majority_per_voxel(point_to_voxel: np.ndarray, labels: np.ndarray, num_voxels: int) -> np.ndarray:
+    """(V,) the most frequent label among each voxel's points (vectorised: sort by voxel, label)."""
+    order = np.lexsort((labels, point_to_voxel))
+    voxel, label = point_to_voxel[order], labels[order]
+    start = np.r_[True, (voxel[1:] != voxel[:-1]) | (label[1:] != label[:-1])]
+    run_voxel, run_label = voxel[start], label[start]
+    run_length = np.diff(np.r_[np.flatnonzero(start), len(voxel)])
+    best = np.lexsort((-run_length, run_voxel))  # per voxel, longest run first
+    first = np.r_[True, run_voxel[best][1:] != run_voxel[best][:-1]]
+    out = np.zeros(num_voxels, dtype=np.int64)
+    out[run_voxel[best][first]] = run_label[best][first]
+    return out

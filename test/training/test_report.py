@@ -128,16 +128,16 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
         assert rows[(variant, 8, 0)]["miou"] == report.variants["student"].miou  # T = 0 is no pooling
     assert set(report.bounds) == {"student_instance_mean"}  # no teacher given: no teacher bounds
     # a "teacher" whose logits are the student's own: its bounds must be the student's numbers
+    processed = plumbing_segmenter.process(piece)
     text = torch.nn.functional.normalize(torch.from_numpy(np.asarray(embeddings, np.float32)), dim=1)
     with torch.inference_mode():
-        own = plumbing_segmenter.process(piece).semantic.logits(text).float()
+        own = processed.semantic.logits(text).float()
     mirrored = scannet_report(plumbing_segmenter, piece, embeddings, own, ks=(8,), iterations=(0,))
     assert mirrored.variants["teacher"] == mirrored.variants["student"]
     assert mirrored.bounds["teacher_instance_mean"] == mirrored.bounds["student_instance_mean"]
     for variant in ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned"):
         assert mirrored.bounds[f"teacher_{variant}"] == mirrored.variants[variant], variant
     # what the node runs: the Segmenter's closed-set decision with its configured GGP
-    processed = plumbing_segmenter.process(piece)
     queries = QuerySet(positives=tuple(CLASS_NAMES), background=False)
     for pooling, variant in ((True, "ggp_learned"), (False, "student")):
         decision, _ = plumbing_segmenter.voxel_decision(processed, queries, pooling=pooling)

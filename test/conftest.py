@@ -42,3 +42,29 @@ def mosd_pcds(shared_data) -> list[Path]:
 @pytest.fixture(scope="session")
 def rgbd_dir(shared_data) -> Path:
     return _require(shared_data / "rgbd" / "livingroom1")
+
+
+def save_random_checkpoint(directory: Path, voxel_size: float = 0.02) -> Path:
+    """A checkpoint of random weights, marked untrained (MiniLM text space): plumbing tests only."""
+    import torch
+
+    from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, save_checkpoint
+    from ov3d_ros.core.network import StudentConfig, StudentNet
+    from ov3d_ros.core.text import MINILM_DIM, MINILM_ID
+
+    torch.manual_seed(0)
+    model = StudentNet(StudentConfig())
+    metadata = CheckpointMetadata(architecture=model.config, text_space=TextSpace(MINILM_ID, MINILM_DIM), trained=False,
+                                  voxel_size=voxel_size)  # fmt: skip
+    return save_checkpoint(directory, model, metadata)
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    return save_random_checkpoint(tmp_path_factory.mktemp("random_checkpoint") / "random")
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint_5cm(tmp_path_factory) -> Path:
+    """The same at the shipped model's 5 cm voxels (the report and calibration tests)."""
+    return save_random_checkpoint(tmp_path_factory.mktemp("random_checkpoint_5cm") / "random", voxel_size=0.05)

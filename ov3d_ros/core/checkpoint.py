@@ -85,6 +85,17 @@ class CheckpointMetadata:
     created: str = ""
     git_commit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # GGP setting calibrated for this model's affinities ({"k", "tau", "iterations", "calibration"};
+    # ``ov3d-train calibrate``); None = not calibrated, the GGPConfig defaults apply
+    ggp: dict[str, Any] | None = None
+
+    def ggp_config(self):
+        """The calibrated :class:`GGPConfig`, or None when the checkpoint records none."""
+        from .pooling import GGPConfig
+
+        if not self.ggp:
+            return None
+        return GGPConfig(k=int(self.ggp["k"]), tau=float(self.ggp["tau"]), iterations=int(self.ggp["iterations"]))
 
     def to_json_dict(self) -> dict:
         return {
@@ -100,6 +111,7 @@ class CheckpointMetadata:
             "created": self.created,
             "git_commit": self.git_commit,
             "extra": self.extra,
+            "ggp": self.ggp,
         }
 
     @classmethod
@@ -116,7 +128,21 @@ class CheckpointMetadata:
             created=str(data.get("created", "")),
             git_commit=data.get("git_commit"),
             extra=dict(data.get("extra") or {}),
+            ggp=_ggp_or_none(data.get("ggp")),
         )
+
+
+def _ggp_or_none(value: Any) -> dict[str, Any] | None:
+    """model.json's ``ggp``, checked (a bad value fails on load, not at the first cloud)."""
+    if value is None:
+        return None
+    from .pooling import GGPConfig
+
+    try:
+        GGPConfig(k=int(value["k"]), tau=float(value["tau"]), iterations=int(value["iterations"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"model.json 'ggp' must hold a valid k, tau and iterations, got {value!r} ({exc})") from exc
+    return dict(value)
 
 
 # ------------------------------------------------------------------------------------------ save
@@ -156,6 +182,25 @@ def save_checkpoint(path: str | Path, model: StudentNet, metadata: CheckpointMet
         weights_tmp.unlink(missing_ok=True)
         json_tmp.unlink(missing_ok=True)
     return directory
+
+
+def record_ggp(path: str | Path, ggp: dict[str, Any]) -> Path:
+    """Write a calibrated GGP setting into an existing checkpoint's ``model.json`` (atomically;
+    the weights and their hash are untouched). Returns the metadata file."""
+    directory = _existing_directory(Path(path))
+    _read_metadata(directory)  # a valid checkpoint only
+    meta_path = directory / METADATA_FILE
+    data = json.loads(meta_path.read_text(encoding="utf-8"))
+    data["ggp"] = _ggp_or_none(ggp)
+    tmp = _temp_path(directory, METADATA_FILE)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.chmod(tmp, _file_mode())
+        _fsync(tmp)
+        os.replace(tmp, meta_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return meta_path
 
 
 # ------------------------------------------------------------------------------------------ load

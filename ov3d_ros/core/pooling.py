@@ -46,7 +46,9 @@ At Q = 20 vs D = 384 the logit path is ~20-60x cheaper per iteration on CPU.
 Parameters
 ----------
 The paper's GeoPurify defaults are k = 96, tau = 0.05, T = 18 (``GGPConfig.paper()``). The
-shipped defaults (``GGPConfig()``) are tuned for a robot's CPU budget; see ``GGPConfig``.
+library defaults (``GGPConfig()``) are set for a robot's CPU budget; see ``GGPConfig``. A trained
+checkpoint may record its own tau and T, calibrated for its affinities on held-out rooms
+(``ov3d-train calibrate``); the Segmenter uses those unless told otherwise.
 """
 from __future__ import annotations
 

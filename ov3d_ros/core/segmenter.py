@@ -82,7 +82,9 @@ class SegmenterConfig:
     """Inference settings. ``None`` for voxel size / temperature means: the checkpoint's value.
 
     max_voxels:       voxel cap per cloud (see :func:`voxelize`); bounds time and memory.
-    ggp:              GGP k / tau / iterations; ``pooling=False`` skips GGP (raw network output).
+    ggp:              GGP k / tau / iterations; None = the setting calibrated for the checkpoint
+                      (model.json ``ggp``, written by ``ov3d-train calibrate``), or GGPConfig()
+                      when it records none. ``pooling=False`` skips GGP (raw network output).
     device:           "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
     fp16:             autocast the network to fp16 on CUDA (ignored on CPU).
     score_threshold:  default threshold when a QuerySet has none (None = off).
@@ -100,7 +102,7 @@ class SegmenterConfig:
 
     voxel_size: float | None = None
     max_voxels: int | None = 400_000
-    ggp: GGPConfig = field(default_factory=GGPConfig)
+    ggp: GGPConfig | None = None
     pooling: bool = True
     device: str = "auto"
     fp16: bool = True
@@ -155,7 +157,9 @@ class Segmenter:
         if model.config != metadata.architecture:
             raise CheckpointError("the model's StudentConfig differs from metadata.architecture; they must describe one network")
         check_text_space(metadata, text_encoder)
-        self.config = config or SegmenterConfig()
+        config = config or SegmenterConfig()
+        # tau is calibrated per model: what "sharp" means depends on the trained embedding
+        self.config = replace(config, ggp=config.ggp or metadata.ggp_config() or GGPConfig())
         self.metadata = metadata
         if self.config.voxel_size and abs(self.config.voxel_size - metadata.voxel_size) > 1e-9:
             warnings.warn(
@@ -172,6 +176,13 @@ class Segmenter:
         self.temperature = float(self.config.score_temperature or metadata.score_temperature)
         self.use_fp16 = bool(self.config.fp16 and self.device.type == "cuda")
         self._knn_worker: ThreadPoolExecutor | None = None
+
+    def override_ggp(self, k: int | None = None, tau: float | None = None, iterations: int | None = None) -> GGPConfig:
+        """Replace some GGP fields (None keeps the current, e.g. the calibrated, value); before
+        processing clouds -- a processed cloud keeps the graph it was built with."""
+        changes = {name: value for name, value in (("k", k), ("tau", tau), ("iterations", iterations)) if value is not None}
+        self.config = replace(self.config, ggp=replace(self.config.ggp, **changes))
+        return self.config.ggp
 
     # -------------------------------------------------------------------------------- building
     @classmethod

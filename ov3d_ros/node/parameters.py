@@ -13,11 +13,9 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping
 
-from ov3d_ros.core.pooling import GGPConfig
 from ov3d_ros.core.types import QueryError, QuerySet
 
 RELIABILITY_CHOICES = ("reliable", "best_effort", "auto")
-_GGP = GGPConfig()
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -51,12 +49,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=0.0, high=0.5, constraint="0 (checkpoint's) or 0.005..0.5 m"),
     ParamSpec("max_points", 300_000, "Clouds with more points are subsampled (deterministically) to this many.",
               low=1_000, high=5_000_000),
-    # GGP defaults are the core's (one source of truth: eval, bench and the node agree).
-    ParamSpec("ggp_k", _GGP.k, "Geometry-guided pooling: neighbours per voxel.", low=1, high=128),
-    ParamSpec("ggp_tau", _GGP.tau, "Geometry-guided pooling: softmax temperature over affinity cosines.",
-              low=0.001, high=10.0),
-    ParamSpec("ggp_iterations", _GGP.iterations, "Geometry-guided pooling: smoothing passes T (0 = off).",
-              low=0, high=100),
+    # GGP: by default the setting calibrated for the checkpoint (model.json "ggp"; GGPConfig's
+    # defaults for a checkpoint without one) -- eval, bench and the node agree.
+    ParamSpec("ggp_k", 0, "Geometry-guided pooling: neighbours per voxel. 0: the model's calibrated value.",
+              low=0, high=128, constraint="0 (model's) or 1..128"),
+    ParamSpec("ggp_tau", 0.0, "Geometry-guided pooling: softmax temperature over affinity cosines. 0: the model's.",
+              low=0.0, high=10.0, constraint="0 (model's) or 0.001..10"),
+    ParamSpec("ggp_iterations", -1, "Geometry-guided pooling: smoothing passes T (0 = off). -1: the model's.",
+              low=-1, high=100, constraint="-1 (model's) or 0..100"),
     ParamSpec("queries", "chair; table; monitor", "Names to find, separated by ';'. Also settable on ~/query.",
               dynamic=True, constraint="1..64 printable names of at most 200 characters"),
     ParamSpec("negatives", "wall; floor; ceiling",
@@ -117,6 +117,8 @@ def validate_value(name: str, value: Any) -> str | None:
     if kind in (int, float):
         if name == "voxel_size" and 0.0 < value < 0.005:
             return f"voxel_size must be 0 (the checkpoint's) or >= 0.005 m, got {value}"
+        if name == "ggp_tau" and 0.0 < value < 0.001:
+            return f"ggp_tau must be 0 (the model's) or >= 0.001, got {value}"
         return _number_ok(spec, value)
     if kind is str:
         if spec.choices and value not in spec.choices:

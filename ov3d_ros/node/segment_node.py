@@ -76,21 +76,23 @@ class _Cached:
 def load_segmenter(settings: NodeSettings):
     """The Segmenter the parameters describe; StartupError with one clear message otherwise."""
     from ov3d_ros.core.checkpoint import CheckpointError
-    from ov3d_ros.core.pooling import GGPConfig
     from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
     from ov3d_ros.core.text import TextEncoderError
 
     config = SegmenterConfig(
         voxel_size=settings.voxel_size or None,
-        ggp=GGPConfig(k=settings.ggp_k, tau=settings.ggp_tau, iterations=settings.ggp_iterations),
         device=settings.device,
         min_object_points=settings.min_object_points,
     )
     try:
-        return Segmenter.from_checkpoint(
+        segmenter = Segmenter.from_checkpoint(
             settings.checkpoint or None, device=settings.device, config=config,
             allow_untrained=settings.allow_untrained,
         )
+        # 0 / 0 / -1 keep the model's calibrated GGP (model.json "ggp")
+        segmenter.override_ggp(k=settings.ggp_k or None, tau=settings.ggp_tau or None,
+                               iterations=settings.ggp_iterations if settings.ggp_iterations >= 0 else None)  # fmt: skip
+        return segmenter
     except (CheckpointError, TextEncoderError, RuntimeError, OSError, ValueError) as exc:
         raise StartupError(str(exc)) from exc
 
@@ -98,7 +100,10 @@ def load_segmenter(settings: NodeSettings):
 def describe_model(segmenter: Any, source: str) -> str:
     meta = segmenter.metadata
     state = "trained" if meta.trained else "UNTRAINED random weights, labels mean nothing"
-    return f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id})"
+    ggp = segmenter.config.ggp
+    origin = "calibrated" if meta.ggp is not None and ggp == meta.ggp_config() else "set"
+    return (f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id}; "
+            f"GGP k {ggp.k} tau {ggp.tau:g} T {ggp.iterations}, {origin})")  # fmt: skip
 
 
 def subsample(scan: Scan, max_points: int) -> Scan:

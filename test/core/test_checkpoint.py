@@ -213,3 +213,40 @@ def test_text_space_check(saved):
         check_text_space(meta, Encoder("minilm-l6-v2", 24))  # same width is not the same space
     with pytest.warns(TemplateMismatchWarning, match="prompt templates"):
         check_text_space(meta, Encoder("test-space", 24, templates=("a {} in a scene",)))
+
+
+def test_calibrated_ggp_is_recorded_without_touching_the_weights_and_used_by_default(saved):
+    from ov3d_ros.core.checkpoint import record_ggp
+    from ov3d_ros.core.pooling import GGPConfig
+    from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
+
+    model, directory = saved
+    assert read_metadata(directory).ggp is None and read_metadata(directory).ggp_config() is None
+    weights_before = file_sha256(directory / WEIGHTS_FILE)
+    record_ggp(directory, {"k": 12, "tau": 0.07, "iterations": 32, "calibration": {"rooms": ["scene_1000"]}})
+    assert file_sha256(directory / WEIGHTS_FILE) == weights_before
+    loaded, metadata = load_checkpoint(directory)  # the recorded hash still matches
+    assert metadata.ggp_config() == GGPConfig(k=12, tau=0.07, iterations=32)
+    assert metadata.ggp["calibration"]["rooms"] == ["scene_1000"]
+    assert not list(directory.glob("*.tmp*"))
+
+    encoder = Encoder("test-space", 24)
+    by_default = Segmenter(loaded, metadata, encoder, SegmenterConfig(device="cpu"), allow_untrained=True)
+    assert by_default.config.ggp == GGPConfig(k=12, tau=0.07, iterations=32)
+    explicit = Segmenter(loaded, metadata, encoder, SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)), allow_untrained=True)
+    assert explicit.config.ggp == GGPConfig(k=8)  # a caller's own setting wins
+    assert by_default.override_ggp(iterations=4) == GGPConfig(k=12, tau=0.07, iterations=4)  # the rest stays calibrated
+    plain = Segmenter(model, metadata_for(model), encoder, SegmenterConfig(device="cpu"), allow_untrained=True)
+    assert plain.config.ggp == GGPConfig()  # no calibration: the library defaults
+
+
+@pytest.mark.parametrize("bad", [{"k": 16, "tau": 0.0, "iterations": 8}, {"k": 16, "iterations": 8}, "fast", {"k": 0, "tau": 0.1, "iterations": 1}])
+def test_malformed_ggp_records_are_refused(saved, bad):
+    from ov3d_ros.core.checkpoint import record_ggp
+
+    _, directory = saved
+    with pytest.raises(CheckpointError, match="ggp"):
+        record_ggp(directory, bad)
+    _edit_json(directory, ggp=bad)
+    with pytest.raises(CheckpointError, match="ggp"):
+        read_metadata(directory)

@@ -6,11 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from ov3d_ros.core import segmenter as segmenter_module
-from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, save_checkpoint
-from ov3d_ros.core.network import StudentConfig, StudentNet
 from ov3d_ros.eval import cli
 from ov3d_ros.eval.metrics import confusion_matrix, evaluate, restrict_classes
 from ov3d_ros.eval.scannet20 import CLASS_NAMES, FOREGROUND_EXCLUDED, nyu40_to_class_index
@@ -80,14 +77,6 @@ def small_scene(scannet_npz, tmp_path_factory):
     path = tmp_path_factory.mktemp("scene") / "piece.npz"
     save_scan(piece, path)
     return path, piece
-
-
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = StudentNet(StudentConfig())
-    metadata = CheckpointMetadata(architecture=model.config, text_space=TextSpace("minilm-l6-v2", 384), trained=False)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "random", model, metadata)
 
 
 def test_eval_cli_prints_one_json_object_and_renders(small_scene, random_checkpoint, tmp_path, capsys):

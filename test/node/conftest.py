@@ -67,20 +67,6 @@ def ov3d_msgs_prefix(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def random_checkpoint(tmp_path_factory) -> Path:
-    """A checkpoint of random weights, marked untrained: for plumbing tests only."""
-    from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, save_checkpoint
-    from ov3d_ros.core.network import StudentConfig, StudentNet
-    from ov3d_ros.core.text import MINILM_DIM, MINILM_ID
-    import torch
-
-    torch.manual_seed(0)
-    model = StudentNet(StudentConfig())
-    metadata = CheckpointMetadata(architecture=model.config, text_space=TextSpace(MINILM_ID, MINILM_DIM), trained=False)
-    return save_checkpoint(tmp_path_factory.mktemp("random_checkpoint"), model, metadata)
-
-
-@pytest.fixture(scope="session")
 def plumbing_segmenter(random_checkpoint):
     from ov3d_ros.core.segmenter import Segmenter
 

@@ -44,8 +44,9 @@ def test_defaults_are_valid_and_match_the_core():
     from ov3d_ros.core.pooling import GGPConfig
 
     settings = NodeSettings.from_values({})
-    ggp = GGPConfig()
-    assert (settings.ggp_k, settings.ggp_tau, settings.ggp_iterations) == (ggp.k, ggp.tau, ggp.iterations)
+    # GGP: "the model's calibrated setting" markers, resolved by load_segmenter (test_segment_node)
+    assert (settings.ggp_k, settings.ggp_tau, settings.ggp_iterations) == (0, 0.0, -1)
+    assert GGPConfig().k >= 1  # what a checkpoint without a calibration falls back to
     assert settings.min_object_points == DEFAULT_MIN_POINTS
     assert settings.query_set().positives == ("chair", "table", "monitor")
 
@@ -66,8 +67,10 @@ def test_config_file_lists_every_parameter_with_valid_values():
         ("device", "cuda:x", "auto | cpu | cuda"),
         ("voxel_size", 0.001, ">= 0.005"),
         ("voxel_size", -0.1, ">= 0"),
-        ("ggp_tau", 0.0, ">= 0.001"),
-        ("ggp_k", 0, ">= 1"),
+        ("ggp_tau", 0.0005, ">= 0.001"),
+        ("ggp_tau", -0.1, ">= 0"),
+        ("ggp_k", -1, ">= 0"),
+        ("ggp_iterations", -2, ">= -1"),
         ("max_points", 10, ">= 1000"),
         ("score_threshold", 1.5, "<= 1"),
         ("score_threshold", float("nan"), "finite"),

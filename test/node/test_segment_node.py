@@ -252,3 +252,17 @@ def test_broken_checkpoint_and_random_weights_refused(ros_context, tmp_path, ran
         SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(random_checkpoint))])
     with pytest.raises(StartupError, match="queries"):
         SegmentNode(context=ros_context, parameter_overrides=[Parameter("queries", value=";")])
+
+
+def test_ggp_parameters_default_to_the_models_calibrated_setting():
+    from ov3d_ros.node.parameters import NodeSettings
+    from ov3d_ros.node.segment_node import describe_model, load_segmenter
+
+    settings = NodeSettings.from_values({"device": "cpu"})
+    shipped = load_segmenter(settings)  # the packaged model records its calibration in model.json
+    calibrated = shipped.metadata.ggp_config()
+    assert calibrated is not None and shipped.config.ggp == calibrated
+    assert "calibrated" in describe_model(shipped, "default")
+    tuned = load_segmenter(settings.replace(ggp_k=8, ggp_iterations=0))  # 0 passes = pooling off, not "the model's"
+    assert (tuned.config.ggp.k, tuned.config.ggp.tau, tuned.config.ggp.iterations) == (8, calibrated.tau, 0)
+    assert ", set)" in describe_model(tuned, "default")

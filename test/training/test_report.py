@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, save_checkpoint
-from ov3d_ros.core.network import StudentConfig, StudentNet
+from ov3d_ros.core.pooling import GGPConfig
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.eval.scannet20 import CLASS_NAMES
@@ -20,18 +19,9 @@ from ov3d_training.report.scannet import instance_mean, majority_per_voxel, scan
 
 
 @pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = StudentNet(StudentConfig())
-    metadata = CheckpointMetadata(architecture=model.config, text_space=TextSpace("minilm-l6-v2", 384), trained=False,
-                                  voxel_size=0.05)  # fmt: skip
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "random", model, metadata)
-
-
-@pytest.fixture(scope="module")
-def plumbing_segmenter(random_checkpoint):
+def plumbing_segmenter(random_checkpoint_5cm):
     """Random weights: for checking that the report computes what the node computes, nothing more."""
-    return Segmenter.from_checkpoint(random_checkpoint, device="cpu", allow_untrained=True,
+    return Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
                                      config=SegmenterConfig(device="cpu"))  # fmt: skip
 
 
@@ -124,6 +114,7 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
     rows = {(r["variant"], r["k"], r["T"]): r for r in report.sweep}
     assert ("ggp_learned", shipped.k, shipped.iterations) in rows and ("ggp_distance", 8, 4) in rows
     assert rows[("ggp_learned", shipped.k, shipped.iterations)]["miou"] == report.variants["ggp_learned"].miou
+    assert report.settings["ggp_geometric"] == GGPConfig(k=shipped.k, tau=shipped.tau, iterations=shipped.iterations)
     for variant in ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned"):
         assert rows[(variant, 8, 0)]["miou"] == report.variants["student"].miou  # T = 0 is no pooling
     assert set(report.bounds) == {"student_instance_mean"}  # no teacher given: no teacher bounds
@@ -145,8 +136,29 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
         assert np.mean(node == report.predictions[variant]) > 0.999, variant  # float ties aside
 
 
-def test_report_cli_refuses_an_untrained_student(random_checkpoint, tmp_path, capsys):
+def test_each_pooling_variant_is_scored_at_its_own_calibrated_setting(plumbing_segmenter, random_checkpoint_5cm, scannet_npz):
+    scan = load_scan(scannet_npz)
+    piece = scan.subset((scan.points[:, 0] < np.percentile(scan.points[:, 0], 25)))
+    embeddings = plumbing_segmenter.text_encoder.encode(list(CLASS_NAMES))
+    settings = {"ggp_learned": GGPConfig(k=8, tau=0.2, iterations=6), "ggp_distance": GGPConfig(k=8, iterations=2, weights="distance")}
+    report = scannet_report(plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0,), settings=settings)
+    assert report.settings["ggp_learned"] == settings["ggp_learned"]
+    assert report.settings["ggp_uniform"].iterations == plumbing_segmenter.config.ggp.iterations  # none given: the segmenter's
+    rows = {(r["variant"], r["k"], r["T"]): r for r in report.sweep}
+    for variant, config in settings.items():  # the sweep passes through the setting, with its tau
+        assert rows[(variant, config.k, config.iterations)]["miou"] == report.variants[variant].miou, variant
+        assert rows[(variant, config.k, config.iterations)]["tau"] == config.tau
+    # the learned row is what the segmenter computes when it runs at that setting
+    at_setting = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
+                                           config=SegmenterConfig(device="cpu", ggp=settings["ggp_learned"]))  # fmt: skip
+    processed = at_setting.process(piece)
+    decision, _ = at_setting.voxel_decision(processed, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=True)
+    node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[processed.voxels.point_to_voxel]
+    assert np.mean(node == report.predictions["ggp_learned"]) > 0.999
+
+
+def test_report_cli_refuses_an_untrained_student(random_checkpoint_5cm, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    code = cli.main(parser.parse_args(["--out", str(tmp_path / "r"), "--student", str(random_checkpoint)]))
+    code = cli.main(parser.parse_args(["--out", str(tmp_path / "r"), "--student", str(random_checkpoint_5cm)]))
     assert code == 2 and "untrained" in capsys.readouterr().err.lower()

@@ -3,6 +3,7 @@
     ov3d-train sim    ...                                   simulated recordings (see docs/simulation.md)
     ov3d-train mpec   --config FILE.yaml --data DIR_OR_BAGS... --out RUN_DIR [--resume]
     ov3d-train distill --teacher MPEC_RUN --data ... --out RUN_DIR   (see ov3d_training.distill.cli)
+    ov3d-train calibrate --student CKPT --data HELD_OUT_SIM... [--install]  GGP tau / T per model (ov3d_training.calibrate.cli)
     ov3d-train report --out DIR [--student CKPT] [--teacher DIR]     accuracy report (ov3d_training.report.cli)
 
 Data-parallel: the same command under torchrun, e.g.
@@ -25,7 +26,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``sim`` and ``distill`` get their arguments (an import of their modules, which
     pulls in pybullet etc.) only when ``command`` names them."""
     parser = argparse.ArgumentParser(prog="ov3d-train", description="Train the ov3d_ros networks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sim,mpec,distill,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sim,mpec,distill,calibrate,report}")
 
     sim = sub.add_parser("sim", help="render simulated rosbag2 recordings with annotations")
     if command == "sim":
@@ -49,6 +50,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     distill = sub.add_parser("distill", help="distil the robot's student from the MPEC teacher")
     if command == "distill":
         _add_delegated_arguments(distill, "distill")
+
+    calibrate = sub.add_parser("calibrate", help="pick GGP's tau and T for a student on held-out simulated rooms")
+    if command == "calibrate":
+        _add_delegated_arguments(calibrate, "calibrate")
 
     report = sub.add_parser("report", help="accuracy report of a student on the real scans (tables, plots, renders)")
     if command == "report":

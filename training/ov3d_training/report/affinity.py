@@ -14,7 +14,7 @@ the floor level is the table -- the robot would get this transform from tf.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +56,13 @@ def gravity_aligned(scan: Scan) -> Scan:
     return Scan(points=points, colors=scan.colors, instances=scan.instances, labels=scan.labels, frame_id="table")
 
 
-def cloud_affinity(segmenter: Segmenter, scan: Scan, name: str, iterations: int | None = None) -> CloudAffinity:
-    """Inside shares of every pooling variant on one labelled cloud (module doc)."""
+def cloud_affinity(
+    segmenter: Segmenter, scan: Scan, name: str, iterations: int | None = None, settings: dict[str, GGPConfig] | None = None
+) -> CloudAffinity:
+    """Inside shares of every pooling variant on one labelled cloud (module doc). Each variant at
+    its own ``settings`` entry (its calibrated tau and T) or else the segmenter's GGP;
+    ``iterations`` overrides T for all."""
     config = segmenter.config.ggp
-    iterations = config.iterations if iterations is None else iterations
     processed = segmenter.process(scan)
     voxels = processed.voxels
     device = segmenter.device
@@ -76,21 +79,24 @@ def cloud_affinity(segmenter: Segmenter, scan: Scan, name: str, iterations: int 
     embeddings = pooling_embeddings(processed, device)
     one, many = {}, {}
     for variant in GGP_VARIANTS:
-        graph = build_pooling_graph(centers, embeddings[variant], GGPConfig(k=config.k, tau=config.tau, weights=WEIGHTS_OF[variant]),
-                                    knn=knn, device=device)  # fmt: skip
+        setting = (settings or {}).get(variant) or replace(config, weights=WEIGHTS_OF[variant])
+        graph = build_pooling_graph(centers, embeddings[variant], setting, device=device,
+                                    knn=knn if setting.k == config.k else None)  # fmt: skip
+        passes = setting.iterations if iterations is None else iterations
         after_one = graph.pool(indicator, 1)
-        after_t = graph.pool(after_one, iterations - 1) if iterations > 1 else after_one
+        after_t = graph.pool(after_one, passes - 1) if passes > 1 else after_one
         one[variant] = float(after_one[rows, own].mean())
         many[variant] = float(after_t[rows, own].mean())
     return CloudAffinity(name, voxels.num_voxels, int((objects > 0).sum()), one, many)
 
 
-def mosd_affinity(segmenter: Segmenter, files: list[Path]) -> list[CloudAffinity]:
+def mosd_affinity(segmenter: Segmenter, files: list[Path], settings: dict[str, GGPConfig] | None = None) -> list[CloudAffinity]:
     from ov3d_ros.io.files import load_scan
 
     results = []
     for path in files:
         scan = gravity_aligned(load_scan(path))
-        results.append(cloud_affinity(segmenter, scan, Path(path).stem))
+        # every variant at its own tau but the same T (the node's): the shares compare like for like
+        results.append(cloud_affinity(segmenter, scan, Path(path).stem, segmenter.config.ggp.iterations, settings))
     return results
 

@@ -40,6 +40,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..data.sources import shared_data_dir
     from . import plots
+    from ..calibrate.ggp import variant_settings
     from .affinity import mosd_affinity
     from .scannet import scannet_report, teacher_logits_on
 
@@ -63,10 +64,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"teacher {args.teacher} on {scene.name} ...", flush=True)
         teacher = teacher_logits_on(args.teacher, segmenter, scan, embeddings)
     print(f"student on {scene.name}: {len(args.ks)} k x {len(args.iterations)} T x 4 pooling variants ...", flush=True)
-    report = scannet_report(segmenter, scan, embeddings, teacher, tuple(args.ks), tuple(args.iterations))
+    settings = variant_settings(segmenter.metadata)  # calibrated on held-out simulated rooms
+    if not settings:
+        print("the student has no GGP calibration (ov3d-train calibrate): every variant at the segmenter's GGP", flush=True)
+    report = scannet_report(segmenter, scan, embeddings, teacher, tuple(args.ks), tuple(args.iterations), settings)
     mosd_files = sorted(Path(mosd_dir).glob("*.pcd"))
     print(f"affinity quality on {len(mosd_files)} mOSD clouds ...", flush=True)
-    affinity = mosd_affinity(segmenter, mosd_files) if mosd_files else []
+    affinity = mosd_affinity(segmenter, mosd_files, settings) if mosd_files else []
 
     pictures = {
         "per_class_iou": plots.per_class_bars(report, out / "per_class_iou.png"),
@@ -84,6 +88,8 @@ def main(args: argparse.Namespace) -> int:
         "voxel_size": report.voxel_size,
         "voxels": report.voxels,
         "ggp_shipped": {"k": report.shipped.k, "tau": report.shipped.tau, "iterations": report.shipped.iterations},
+        "ggp_settings": {v: {"k": c.k, "tau": c.tau, "iterations": c.iterations} for v, c in report.settings.items()},
+        "ggp_calibration": (metadata.ggp or {}).get("calibration"),
         "scannet": {name: {**s.row(), "per_class_iou": s.per_class_iou} for name, s in report.variants.items()},
         "bounds": {name: s.row() for name, s in report.bounds.items()},
         "sweep": report.sweep,
@@ -102,15 +108,19 @@ def main(args: argparse.Namespace) -> int:
 def markdown(result: dict) -> str:
     from .plots import LABELS
 
-    lines = ["| variant | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|"]
+    settings = result.get("ggp_settings") or {}
+    lines = ["| variant | GGP k / tau / T | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|---|"]
     for name, row in result["scannet"].items():
-        lines.append(f"| {LABELS[name]} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |")
+        ggp = settings.get(name)
+        cell = f"{ggp['k']} / {ggp['tau']:g} / {ggp['iterations']}" if ggp else "-"
+        lines.append(f"| {LABELS[name]} | {cell} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |")
     s = result["scannet"]
     if "ggp_learned" in s:
         best_plain = max(s[v]["miou"] for v in ("ggp_uniform", "ggp_distance", "ggp_geometric"))
+        where = "each variant at its tau / T calibrated on held-out simulated rooms" if result.get("ggp_calibration") else \
+            f"all at k={result['ggp_shipped']['k']}, T={result['ggp_shipped']['iterations']}"
         lines += ["", f"GGP learned vs no pooling: {s['ggp_learned']['miou'] - s['student']['miou']:+.2f} mIoU; "
-                      f"vs the best plain geometric pooling: {s['ggp_learned']['miou'] - best_plain:+.2f} mIoU "
-                      f"(k={result['ggp_shipped']['k']}, T={result['ggp_shipped']['iterations']})."]  # fmt: skip
+                      f"vs the best plain geometric pooling: {s['ggp_learned']['miou'] - best_plain:+.2f} mIoU ({where})."]  # fmt: skip
     if result.get("bounds"):
         lines += ["", "What pooling could add (bounds; see ov3d_training.report.scannet):", "",
                   "| bound | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|"]  # fmt: skip

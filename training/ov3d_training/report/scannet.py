@@ -19,6 +19,10 @@ Variants (the student's semantic head in all but the first):
   with the paper's weighting;
 * ``ggp_learned``: GGP on the student's learned affinity embeddings (what the node runs).
 
+Each GGP variant is scored at its own tau / T, calibrated for this model on held-out simulated
+rooms (``ov3d-train calibrate``, recorded in model.json) -- never chosen on the scan scored here;
+the sweeps vary k and T around each variant's calibrated tau.
+
 Bounds (``ScanNetReport.bounds``), to tell how much pooling *could* add:
 
 * ``*_instance_mean``: the logits averaged over each ground-truth object -- the best any pooling
@@ -28,7 +32,7 @@ Bounds (``ScanNetReport.bounds``), to tell how much pooling *could* add:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -58,7 +62,7 @@ class ScanScores:
 
 @dataclass
 class ScanNetReport:
-    variants: dict[str, ScanScores]  # teacher, student, ggp_* at the shipped k / T
+    variants: dict[str, ScanScores]  # teacher, student, ggp_* each at its own setting (``settings``)
     sweep: list[dict]  # {"variant", "k", "T", "miou", "fmiou"} rows
     shipped: GGPConfig
     points: np.ndarray  # (N, 3) for renders
@@ -67,6 +71,7 @@ class ScanNetReport:
     voxels: int
     voxel_size: float
     bounds: dict[str, ScanScores] = field(default_factory=dict)  # module doc; needs instances / teacher
+    settings: dict[str, GGPConfig] = field(default_factory=dict)  # the GGP each variant row was scored at
 
 
 class ClassNameScorer:
@@ -98,10 +103,16 @@ def scannet_report(
     teacher_logits: torch.Tensor | None,
     ks: tuple[int, ...] = (8, 16, 32, 64),
     iterations: tuple[int, ...] = (0, 2, 4, 8, 16, 24, 32, 48),
+    settings: dict[str, GGPConfig] | None = None,
 ) -> ScanNetReport:
     """All variants on ``scan`` (an io Scan with NYU40 labels); ``teacher_logits`` (V, 20) on the
-    same voxels (see :func:`teacher_logits_on`), or None to leave the teacher out."""
+    same voxels (see :func:`teacher_logits_on`), or None to leave the teacher out.
+
+    ``settings``: each GGP variant's own setting (calibrated on held-out rooms, never on this
+    scan; ``ov3d_training.calibrate``); a variant without one uses the segmenter's GGP. The k / T
+    sweep keeps each variant's tau."""
     shipped = segmenter.config.ggp
+    chosen = {v: (settings or {}).get(v) or replace(shipped, weights=WEIGHTS_OF[v]) for v in GGP_VARIANTS}
     processed = segmenter.process(scan)
     device = segmenter.device
     text = torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device)
@@ -125,27 +136,34 @@ def scannet_report(
             if source is not None:
                 bounds[f"{name}_instance_mean"] = scorer(instance_mean(source, voxel_instance))
 
+    knns = {}
+    def neighbours(k: int):  # noqa: E306 -- one kNN per k, shared by every variant
+        if k not in knns:
+            knns[k] = knn_voxels(centers, k, include_self=True, cell_size=processed.voxels.voxel_size)
+        return knns[k]
+
+    for variant, config in chosen.items():
+        graph = build_pooling_graph(centers, embeddings[variant], config, knn=neighbours(config.k), device=device)
+        pooled = graph.pool(logits, config.iterations)
+        variants[variant] = scorer(pooled)
+        predictions[variant] = scorer.predict(pooled)
+        if teacher_logits is not None:
+            bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, config.iterations))
+
     sweep: list[dict] = []
-    wanted_ks = sorted(set(ks) | {shipped.k})
-    wanted_t = sorted(set(iterations) | {shipped.iterations})
-    for k in wanted_ks:
-        knn = knn_voxels(centers, k, include_self=True, cell_size=processed.voxels.voxel_size)
+    # the sweep passes through every variant's own setting (its row there equals the table's)
+    wanted_t = sorted(set(iterations) | {c.iterations for c in chosen.values()})
+    for k in sorted(set(ks) | {c.k for c in chosen.values()}):
         for variant in GGP_VARIANTS:
-            config = GGPConfig(k=k, tau=shipped.tau, iterations=shipped.iterations, weights=WEIGHTS_OF[variant])
-            graph = build_pooling_graph(centers, embeddings[variant], config, knn=knn, device=device)
+            config = replace(chosen[variant], k=k)
+            graph = build_pooling_graph(centers, embeddings[variant], config, knn=neighbours(k), device=device)
             pooled, done = logits, 0
             for t in wanted_t:
-                pooled = graph.pool(pooled, t - done)
-                done = t
+                pooled, done = graph.pool(pooled, t - done), t
                 scores = scorer(pooled)
-                sweep.append({"variant": variant, "k": k, "T": t, "miou": scores.miou, "fmiou": scores.fmiou})
-                if k == shipped.k and t == shipped.iterations:
-                    variants[variant] = scores
-                    predictions[variant] = scorer.predict(pooled)
-            if k == shipped.k and teacher_logits is not None:
-                bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, shipped.iterations))
+                sweep.append({"variant": variant, "k": k, "T": t, "tau": config.tau, "miou": scores.miou, "fmiou": scores.fmiou})
     return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
-                         processed.num_voxels, processed.voxels.voxel_size, bounds)  # fmt: skip
+                         processed.num_voxels, processed.voxels.voxel_size, bounds, chosen)  # fmt: skip
 
 
 def instance_mean(logits: torch.Tensor, voxel_instance: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,106 @@
+"""GGP calibration on held-out simulated rooms: labels, the search, what is recorded, what is refused."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, read_metadata, record_ggp, save_checkpoint
+from ov3d_ros.core.network import StudentConfig, StudentNet
+from ov3d_ros.core.pooling import GGPConfig
+from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
+from ov3d_ros.eval.scannet20 import CLASS_NAMES
+from ov3d_ros.io.bags import write_bag
+from ov3d_ros.io.scan import Scan
+from ov3d_training.calibrate import cli
+from ov3d_training.calibrate.ggp import calibrate_ggp, model_record, simulated_room_scan, variant_settings
+
+# the simulator's class table (annotations.json "classes"): id -> NYU40 id (None: not a NYU40 class)
+CLASSES = [
+    {"id": 1, "name": "wall", "nyu40_id": 1},
+    {"id": 2, "name": "floor", "nyu40_id": 2},
+    {"id": 7, "name": "table", "nyu40_id": 7},
+    {"id": 21, "name": "ceiling", "nyu40_id": 22},
+    {"id": 22, "name": "mug", "nyu40_id": None},
+]
+
+
+def _room(rng: np.random.Generator) -> Scan:
+    """A 3 x 3 m floor, a wall, a table top and a mug: sim class ids per point, one entity each."""
+    floor = np.c_[rng.uniform(0, 3, (3000, 2)), np.zeros(3000)]
+    wall = np.c_[rng.uniform(0, 3, 1500), np.zeros(1500), rng.uniform(0, 2.5, 1500)]
+    table = np.c_[rng.uniform(1, 2, (800, 2)), np.full(800, 0.75)]
+    mug = np.c_[rng.uniform(1.4, 1.5, (100, 2)), rng.uniform(0.76, 0.86, 100)]
+    parts = [(floor, 2, 1), (wall, 1, 2), (table, 7, 3), (mug, 22, 4)]
+    points = np.concatenate([p for p, _, _ in parts]).astype(np.float32)
+    labels = np.concatenate([np.full(len(p), c) for p, c, _ in parts]).astype(np.int32)
+    instances = np.concatenate([np.full(len(p), e) for p, _, e in parts]).astype(np.int32)
+    colors = rng.integers(0, 255, (len(points), 3)).astype(np.uint8)
+    return Scan(points=points, colors=colors, labels=labels, instances=instances)
+
+
+@pytest.fixture(scope="module")
+def room_bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("held_out")
+    for i in range(2):
+        write_bag(root / f"scene_{1000 + i}", [_room(np.random.default_rng(i))], annotations={"classes": CLASSES, "entities": []})
+    return root
+
+
+def test_room_labels_become_nyu40_ids(room_bags):
+    scan = simulated_room_scan(room_bags / "scene_1000")
+    original = _room(np.random.default_rng(0))
+    expected = {2: 2, 1: 1, 7: 7, 22: 0}  # the mug has no NYU40 id: ignored by the metric
+    assert len(scan) == len(original)
+    assert np.array_equal(np.sort(scan.labels), np.sort(np.vectorize(expected.get)(original.labels)))
+    assert set(np.unique(scan.instances)) == {1, 2, 3, 4}
+
+
+def test_search_keeps_the_best_row_per_variant_and_records_it(random_checkpoint_5cm, room_bags, tmp_path):
+    """Random weights: the plumbing of the search, not its numbers."""
+    segmenter = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
+                                          config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)))  # fmt: skip
+    rooms = [(p.name, simulated_room_scan(p)) for p in sorted(room_bags.iterdir())]
+    embeddings = segmenter.text_encoder.encode(list(CLASS_NAMES))
+    result = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.05, 0.2), iterations=(4, 0, 2))
+    assert result.k == 8 and result.rooms == ["scene_1000", "scene_1001"]
+    assert result.points == sum(int((scan.labels > 0).sum()) for _, scan in rooms)  # every NYU40-labelled point
+    assert len(result.table) == 2 * 2 * 3 + 2 * 1 * 3  # tau searched only where weights are cosine softmaxes
+    assert {r["miou"] for r in result.table if r["T"] == 0} == {result.no_pooling}  # T = 0 is no pooling
+    for variant, best in result.best.items():
+        rows = [r for r in result.table if r["variant"] == variant]
+        top = max(r["miou"] for r in rows)
+        assert best["miou"] == top
+        fewest = min(r["T"] for r in rows if r["miou"] == top)
+        assert best["T"] == fewest  # ties: fewer passes
+
+    checkpoint = tmp_path / "ckpt"
+    save_checkpoint(checkpoint, segmenter.model.cpu(), segmenter.metadata)
+    record_ggp(checkpoint, model_record(result))
+    metadata = read_metadata(checkpoint)
+    learned = result.best["ggp_learned"]
+    assert metadata.ggp_config() == GGPConfig(k=8, tau=learned["tau"], iterations=learned["T"])
+    settings = variant_settings(metadata)
+    assert set(settings) == set(result.best) and settings["ggp_distance"].weights == "distance"
+    assert variant_settings(segmenter.metadata) == {}  # not calibrated: nothing recorded
+
+
+def _run(args: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.main(parser.parse_args(args))
+
+
+def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_checkpoint_5cm, room_bags, tmp_path, capsys):
+    assert _run(["--student", str(random_checkpoint_5cm), "--data", str(room_bags), "--no-progress"]) == 2
+    assert "untrained" in capsys.readouterr().err.lower()
+    # a checkpoint (marked trained for this plumbing check only) that lists a room as its training data
+    model = StudentNet(StudentConfig())
+    meta = CheckpointMetadata(architecture=model.config, text_space=TextSpace("minilm-l6-v2", 384), voxel_size=0.05,
+                              training_data={"sources": [str(room_bags / "scene_1001")]})  # fmt: skip
+    trained_on_room = save_checkpoint(tmp_path / "ckpt", model, meta)
+    assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--no-progress"]) == 2
+    assert "training data" in capsys.readouterr().err
+    assert read_metadata(trained_on_room).ggp is None  # nothing recorded
+    assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--taus", "0", "--no-progress"]) == 2

@@ -1,0 +1,76 @@
+"""``ov3d-train calibrate``: pick GGP's tau and T for a trained student on held-out simulated rooms.
+
+    ov3d-train calibrate --student CKPT --data SIM_DIR_OR_BAGS... [--out DIR] [--install]
+
+Prints the best setting of every pooling variant as JSON and writes ``--out``/ggp_calibration.json
+(the whole tau x T table). ``--install`` records the learned variant's setting, with the others'
+for the report, in the checkpoint's model.json (``ggp``): the node, ``ov3d-eval`` and the report
+then use it by default. The rooms must not be the student's training data (its model.json lists
+its sources) nor the real evaluation scans; render fresh ones with ``ov3d-train sim --start``
+beyond the training range (module doc of :mod:`.ggp`).
+
+Exit codes: 0 done, 2 unusable model, data or arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .ggp import CALIBRATION_FILE, DEFAULT_ITERATIONS, DEFAULT_TAUS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--student", type=Path, default=None, help="student checkpoint directory (default: the packaged model)")
+    parser.add_argument("--data", nargs="+", required=True, help="held-out simulated recordings (bag folders or their parent)")
+    parser.add_argument("--out", type=Path, default=None, help=f"folder for {CALIBRATION_FILE} (default: the checkpoint's)")
+    parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS), help="temperatures tried")
+    parser.add_argument("--iterations", type=int, nargs="+", default=list(DEFAULT_ITERATIONS), help="passes T tried")
+    parser.add_argument("--install", action="store_true", help="record the result in the checkpoint's model.json")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ov3d_ros.core.checkpoint import CheckpointError, record_ggp
+    from ov3d_ros.core.pooling import GGPConfig
+    from ov3d_ros.core.segmenter import DEFAULT_CHECKPOINT, Segmenter, SegmenterConfig
+    from ov3d_ros.eval.scannet20 import CLASS_NAMES
+
+    from ..data.sources import EvaluationDataError, NoTrainingDataError, discover_sources
+    from .ggp import calibrate_ggp, model_record, simulated_room_scan
+
+    started = time.perf_counter()
+    checkpoint = Path(args.student) if args.student else DEFAULT_CHECKPOINT
+    try:
+        # from the library's GGP defaults, not an earlier calibration: k is kept, tau and T are searched
+        config = SegmenterConfig(device=args.device, ggp=GGPConfig())
+        segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device, config=config)
+        if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus):
+            raise ValueError("--taus must be > 0 and --iterations >= 0")
+        sources = discover_sources(args.data)  # refuses the real evaluation scans
+        described = segmenter.metadata.training_data
+        trained_on = {str(Path(s).resolve()) for s in (described.get("sources", []) if isinstance(described, dict) else [])}
+        overlap = [str(s.path) for s in sources if str(s.path) in trained_on]
+        if overlap:
+            raise ValueError(f"{len(overlap)} room(s) are the student's training data (e.g. {overlap[0]}); "
+                             "calibrate on held-out rooms (ov3d-train sim --start beyond the training range)")  # fmt: skip
+        if any(s.kind != "bag" for s in sources):
+            raise ValueError("calibration reads simulated recordings (bag folders with annotations), not scan files")
+        rooms = [(s.path.name, simulated_room_scan(s.path)) for s in sources]
+    except (CheckpointError, EvaluationDataError, NoTrainingDataError, OSError, ValueError) as exc:
+        print(f"ov3d-train calibrate: {exc}", file=sys.stderr)
+        return 2
+    calibration = calibrate_ggp(segmenter, rooms, segmenter.text_encoder.encode(list(CLASS_NAMES)),
+                                tuple(args.taus), tuple(args.iterations), progress=not args.no_progress)  # fmt: skip
+    out = Path(args.out) if args.out else checkpoint
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.install:
+        record_ggp(checkpoint, model_record(calibration))
+    print(json.dumps({"student": str(checkpoint), "rooms": len(rooms), "k": calibration.k, "best": calibration.best,
+                      "installed": bool(args.install), "table": str(out / CALIBRATION_FILE),
+                      "seconds": round(time.perf_counter() - started, 1)}, indent=2))  # fmt: skip
+    return 0

@@ -1,0 +1,163 @@
+"""Calibrate GGP's temperature and passes for a trained student on held-out simulated rooms.
+
+Why: tau sets how sharply the affinity cosines gate, and what is "sharp" depends on the
+embedding. The student's affinities are trained with InfoNCE, which pushes a voxel's cosine to
+its positive near 1 and leaves other same-object neighbours lower; at a tau meant for another
+embedding the softmax then puts almost all weight on the voxel itself (W close to I) and
+pooling barely moves the semantics. So tau (and the passes T that go with it) are a property
+of the trained model, picked per model -- and never on the real scan the report scores.
+
+Protocol: labelled simulated rooms that were *not* training data (``ov3d-train sim --start``
+beyond the training range), the ScanNet-20 names as queries, the report's metric (closed-set
+cosine argmax); per GGP variant and setting, one confusion matrix over all rooms (dataset-level
+mIoU, as ScanNet's benchmark). k stays at the segmenter's (a latency choice, not a quality one);
+tau is searched for the variants whose weights are a softmax of cosines, T for all. Each
+variant gets its own best setting, so the plain-geometry baselines are calibrated as fairly as
+the learned affinities. Ties go to fewer passes (cheaper), then to the smaller tau.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ov3d_ros.core.neighbors import knn_voxels
+from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
+from ov3d_ros.core.segmenter import Segmenter
+from ov3d_ros.eval.metrics import confusion_matrix, metrics_from_confusion
+from ov3d_ros.eval.scannet20 import CLASS_NAMES, nyu40_to_class_index
+from ov3d_ros.io.scan import Scan
+
+from ..report.scannet import GGP_VARIANTS, WEIGHTS_OF, pooling_embeddings
+
+DEFAULT_TAUS = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
+DEFAULT_ITERATIONS = (0, 4, 8, 16, 24, 32, 48)
+CALIBRATION_FILE = "ggp_calibration.json"
+
+
+@dataclass
+class Calibration:
+    k: int
+    rooms: list[str]
+    points: int  # labelled points scored per setting
+    table: list[dict]  # {"variant", "tau", "T", "miou"} for every setting tried
+    best: dict[str, dict] = field(default_factory=dict)  # variant -> {"tau", "T", "miou"}
+    no_pooling: float | None = None  # mIoU of the raw semantic head on the same rooms
+
+    def ggp(self, variant: str = "ggp_learned") -> GGPConfig:
+        """The calibrated GGPConfig of one variant."""
+        best = self.best[variant]
+        return GGPConfig(k=self.k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant])
+
+    def to_dict(self) -> dict:
+        return {"k": self.k, "rooms": self.rooms, "points": self.points, "no_pooling": self.no_pooling,
+                "best": self.best, "table": self.table}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Calibration":
+        return cls(int(data["k"]), list(data["rooms"]), int(data["points"]), list(data["table"]), dict(data["best"]),
+                   data.get("no_pooling"))  # fmt: skip
+
+
+def variant_settings(metadata) -> dict[str, GGPConfig]:
+    """Each GGP variant's calibrated setting recorded in a checkpoint's metadata (``ggp.calibration``),
+    empty when the checkpoint was not calibrated."""
+    recorded = ((metadata.ggp or {}).get("calibration") or {}).get("variants") or {}
+    k = int((metadata.ggp or {}).get("k", 0))
+    return {variant: GGPConfig(k=k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant])
+            for variant, best in recorded.items() if variant in WEIGHTS_OF}  # fmt: skip
+
+
+def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict:
+    """What ``model.json`` keeps under ``ggp``: the node's setting and how it was chosen."""
+    chosen = calibration.ggp(variant)
+    return {
+        "k": chosen.k,
+        "tau": chosen.tau,
+        "iterations": chosen.iterations,
+        "calibration": {
+            "method": "best dataset-level ScanNet-20 mIoU over tau x T on held-out simulated rooms (ov3d-train calibrate)",
+            "rooms": calibration.rooms,
+            "points": calibration.points,
+            "no_pooling_miou": calibration.no_pooling,
+            "variants": calibration.best,
+        },
+    }
+
+
+def simulated_room_scan(path: str | Path) -> Scan:
+    """The fused map of one simulated recording with NYU40 labels (the sim's classes mapped by their
+    ``nyu40_id``; classes without one become 0, i.e. ignored) and its entity ids."""
+    from ..data.sources import Source, load_source
+
+    loaded = load_source(Source(Path(path).resolve(), "bag"))
+    scan = loaded.scan
+    classes = (loaded.annotations or {}).get("classes")
+    if scan.labels is None or not classes:
+        raise ValueError(f"{path}: a calibration room needs per-point class labels and the annotations' class table")
+    lookup = np.zeros(max(int(scan.labels.max(initial=0)), max(int(c["id"]) for c in classes)) + 1, dtype=np.int64)
+    for entry in classes:
+        lookup[int(entry["id"])] = int(entry.get("nyu40_id") or 0)
+    scan.labels = lookup[np.asarray(scan.labels, dtype=np.int64)].astype(np.int32)
+    return scan
+
+
+def calibrate_ggp(
+    segmenter: Segmenter,
+    rooms: list[tuple[str, Scan]],
+    class_embeddings: np.ndarray,
+    taus: tuple[float, ...] = DEFAULT_TAUS,
+    iterations: tuple[int, ...] = DEFAULT_ITERATIONS,
+    progress: bool = False,
+) -> Calibration:
+    """Best tau / T per GGP variant over ``rooms`` (name, Scan with NYU40 labels); module doc."""
+    if not rooms:
+        raise ValueError("calibration needs at least one labelled room")
+    k = segmenter.config.ggp.k
+    wanted_t = sorted(set(int(t) for t in iterations))
+    text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(segmenter.device), dim=1)
+    confusions: dict[tuple[str, float, int], np.ndarray] = {}
+    points = 0
+    bar = _progress(len(rooms), progress)
+    for _, scan in rooms:
+        processed = segmenter.process(scan)
+        with torch.inference_mode():
+            logits = processed.semantic.logits(text).float()
+        target = nyu40_to_class_index(scan.labels)
+        points += int((target >= 0).sum())
+        voxels = processed.voxels
+        centers = torch.from_numpy(voxels.centers).to(segmenter.device)
+        knn = knn_voxels(centers, k, include_self=True, cell_size=voxels.voxel_size)
+        embeddings = pooling_embeddings(processed, segmenter.device)
+        for variant in GGP_VARIANTS:
+            variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
+            for tau in variant_taus:
+                config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant])
+                graph = build_pooling_graph(centers, embeddings[variant], config, knn=knn, device=segmenter.device)
+                pooled, done = logits, 0
+                for t in wanted_t:
+                    pooled, done = graph.pool(pooled, t - done), t
+                    prediction = pooled.argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
+                    key = (variant, float(tau), t)
+                    counts = confusion_matrix(target, prediction, len(CLASS_NAMES))
+                    confusions[key] = confusions[key] + counts if key in confusions else counts
+        bar.update(1)
+    bar.close()
+    table = [{"variant": v, "tau": tau, "T": t, "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2)}
+             for (v, tau, t), c in confusions.items()]  # fmt: skip
+    best = {}
+    for variant in GGP_VARIANTS:
+        rows = [r for r in table if r["variant"] == variant]
+        top = max(rows, key=lambda r: (r["miou"], -r["T"], -r["tau"]))
+        best[variant] = {"tau": top["tau"], "T": top["T"], "miou": top["miou"]}
+    raw = next((r["miou"] for r in table if r["T"] == 0), None)  # T = 0 is the same for every variant
+    return Calibration(k, [name for name, _ in rooms], points, table, best, raw)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="calibrating GGP", unit="room", disable=not enabled)

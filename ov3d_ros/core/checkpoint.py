@@ -91,11 +91,7 @@ class CheckpointMetadata:
 
     def ggp_config(self):
         """The calibrated :class:`GGPConfig`, or None when the checkpoint records none."""
-        from .pooling import GGPConfig
-
-        if not self.ggp:
-            return None
-        return GGPConfig(k=int(self.ggp["k"]), tau=float(self.ggp["tau"]), iterations=int(self.ggp["iterations"]))
+        return _ggp_config_of(self.ggp) if self.ggp else None
 
     def to_json_dict(self) -> dict:
         return {
@@ -136,13 +132,17 @@ def _ggp_or_none(value: Any) -> dict[str, Any] | None:
     """model.json's ``ggp``, checked (a bad value fails on load, not at the first cloud)."""
     if value is None:
         return None
-    from .pooling import GGPConfig
-
     try:
-        GGPConfig(k=int(value["k"]), tau=float(value["tau"]), iterations=int(value["iterations"]))
+        _ggp_config_of(value)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"model.json 'ggp' must hold a valid k, tau and iterations, got {value!r} ({exc})") from exc
     return dict(value)
+
+
+def _ggp_config_of(record: dict[str, Any]):
+    from .pooling import GGPConfig
+
+    return GGPConfig(k=int(record["k"]), tau=float(record["tau"]), iterations=int(record["iterations"]))
 
 
 # ------------------------------------------------------------------------------------------ save
@@ -170,10 +170,9 @@ def save_checkpoint(path: str | Path, model: StudentNet, metadata: CheckpointMet
         data["created"] = metadata.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
         data["git_commit"] = metadata.git_commit or git_commit()
         data["weights_sha256"] = digest
-        json_tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        for tmp in (weights_tmp, json_tmp):
-            os.chmod(tmp, _file_mode())  # safetensors creates its file owner-only
-            _fsync(tmp)
+        _write_durably(json_tmp, json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.chmod(weights_tmp, _file_mode())  # safetensors creates its file owner-only
+        _fsync(weights_tmp)
         # Weights first: a crash in between leaves a new weights file whose hash the old JSON
         # rejects -- an error on load, never a silent mix of two runs.
         os.replace(weights_tmp, directory / WEIGHTS_FILE)
@@ -194,9 +193,7 @@ def record_ggp(path: str | Path, ggp: dict[str, Any]) -> Path:
     data["ggp"] = _ggp_or_none(ggp)
     tmp = _temp_path(directory, METADATA_FILE)
     try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.chmod(tmp, _file_mode())
-        _fsync(tmp)
+        _write_durably(tmp, json.dumps(data, indent=2, sort_keys=False) + "\n")
         os.replace(tmp, meta_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -348,6 +345,13 @@ def _file_mode() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """``text`` into a temporary file, with the package's file mode, on disk before any rename."""
+    path.write_text(text, encoding="utf-8")
+    os.chmod(path, _file_mode())
+    _fsync(path)
 
 
 def _fsync(path: Path) -> None:

@@ -177,6 +177,11 @@ class Segmenter:
         self.use_fp16 = bool(self.config.fp16 and self.device.type == "cuda")
         self._knn_worker: ThreadPoolExecutor | None = None
 
+    @property
+    def ggp_calibrated(self) -> bool:
+        """Whether GGP runs at the setting calibrated for this checkpoint (model.json ``ggp``)."""
+        return self.metadata.ggp is not None and self.config.ggp == self.metadata.ggp_config()
+
     def override_ggp(self, k: int | None = None, tau: float | None = None, iterations: int | None = None) -> GGPConfig:
         """Replace some GGP fields (None keeps the current, e.g. the calibrated, value); before
         processing clouds -- a processed cloud keeps the graph it was built with."""

@@ -85,7 +85,7 @@ def evaluate_scene(
         "labelled_points": full.points,
         "voxels": processed.num_voxels,
         "ggp": {"k": segmenter.config.ggp.k, "tau": segmenter.config.ggp.tau, "iterations": segmenter.config.ggp.iterations,
-                "calibrated": segmenter.metadata.ggp is not None and segmenter.config.ggp == segmenter.metadata.ggp_config()},
+                "calibrated": segmenter.ggp_calibrated},
         "seconds": round(seconds, 3),
         "process_timings": {k: round(v, 4) for k, v in processed.timings.items()},
     }

@@ -101,7 +101,7 @@ def describe_model(segmenter: Any, source: str) -> str:
     meta = segmenter.metadata
     state = "trained" if meta.trained else "UNTRAINED random weights, labels mean nothing"
     ggp = segmenter.config.ggp
-    origin = "calibrated" if meta.ggp is not None and ggp == meta.ggp_config() else "set"
+    origin = "calibrated" if segmenter.ggp_calibrated else "set"
     return (f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id}; "
             f"GGP k {ggp.k} tau {ggp.tau:g} T {ggp.iterations}, {origin})")  # fmt: skip
 

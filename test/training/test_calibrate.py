@@ -104,3 +104,4 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert "training data" in capsys.readouterr().err
     assert read_metadata(trained_on_room).ggp is None  # nothing recorded
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--taus", "0", "--no-progress"]) == 2
+    assert "--taus must be > 0" in capsys.readouterr().err

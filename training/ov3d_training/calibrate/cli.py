@@ -45,11 +45,11 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     checkpoint = Path(args.student) if args.student else DEFAULT_CHECKPOINT
     try:
+        if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus):
+            raise ValueError("--taus must be > 0 and --iterations >= 0")
         # from the library's GGP defaults, not an earlier calibration: k is kept, tau and T are searched
         config = SegmenterConfig(device=args.device, ggp=GGPConfig())
         segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device, config=config)
-        if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus):
-            raise ValueError("--taus must be > 0 and --iterations >= 0")
         sources = discover_sources(args.data)  # refuses the real evaluation scans
         described = segmenter.metadata.training_data
         trained_on = {str(Path(s).resolve()) for s in (described.get("sources", []) if isinstance(described, dict) else [])}

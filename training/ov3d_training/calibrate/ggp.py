@@ -56,11 +56,6 @@ class Calibration:
         return {"k": self.k, "rooms": self.rooms, "points": self.points, "no_pooling": self.no_pooling,
                 "best": self.best, "table": self.table}  # fmt: skip
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
-        return cls(int(data["k"]), list(data["rooms"]), int(data["points"]), list(data["table"]), dict(data["best"]),
-                   data.get("no_pooling"))  # fmt: skip
-
 
 def variant_settings(metadata) -> dict[str, GGPConfig]:
     """Each GGP variant's calibrated setting recorded in a checkpoint's metadata (``ggp.calibration``),

@@ -136,32 +136,24 @@ def scannet_report(
             if source is not None:
                 bounds[f"{name}_instance_mean"] = scorer(instance_mean(source, voxel_instance))
 
-    knns = {}
-    def neighbours(k: int):  # noqa: E306 -- one kNN per k, shared by every variant
-        if k not in knns:
-            knns[k] = knn_voxels(centers, k, include_self=True, cell_size=processed.voxels.voxel_size)
-        return knns[k]
-
-    for variant, config in chosen.items():
-        graph = build_pooling_graph(centers, embeddings[variant], config, knn=neighbours(config.k), device=device)
-        pooled = graph.pool(logits, config.iterations)
-        variants[variant] = scorer(pooled)
-        predictions[variant] = scorer.predict(pooled)
-        if teacher_logits is not None:
-            bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, config.iterations))
-
+    # the sweep passes through every variant's own setting: its table row is read off there
     sweep: list[dict] = []
-    # the sweep passes through every variant's own setting (its row there equals the table's)
     wanted_t = sorted(set(iterations) | {c.iterations for c in chosen.values()})
     for k in sorted(set(ks) | {c.k for c in chosen.values()}):
+        knn = knn_voxels(centers, k, include_self=True, cell_size=processed.voxels.voxel_size)
         for variant in GGP_VARIANTS:
-            config = replace(chosen[variant], k=k)
-            graph = build_pooling_graph(centers, embeddings[variant], config, knn=neighbours(k), device=device)
+            own = chosen[variant]
+            graph = build_pooling_graph(centers, embeddings[variant], replace(own, k=k), knn=knn, device=device)
             pooled, done = logits, 0
             for t in wanted_t:
                 pooled, done = graph.pool(pooled, t - done), t
                 scores = scorer(pooled)
-                sweep.append({"variant": variant, "k": k, "T": t, "tau": config.tau, "miou": scores.miou, "fmiou": scores.fmiou})
+                sweep.append({"variant": variant, "k": k, "T": t, "tau": own.tau, "miou": scores.miou, "fmiou": scores.fmiou})
+                if (k, t) == (own.k, own.iterations):
+                    variants[variant] = scores
+                    predictions[variant] = scorer.predict(pooled)
+            if k == own.k and teacher_logits is not None:
+                bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, own.iterations))
     return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
                          processed.num_voxels, processed.voxels.voxel_size, bounds, chosen)  # fmt: skip
 

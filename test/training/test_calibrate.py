@@ -12,6 +12,7 @@ from ov3d_ros.core.pooling import GGPConfig
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 from ov3d_ros.eval.scannet20 import CLASS_NAMES
 from ov3d_ros.io.bags import write_bag
+from ov3d_ros.io.files import save_scan
 from ov3d_ros.io.scan import Scan
 from ov3d_training.calibrate import cli
 from ov3d_training.calibrate.ggp import calibrate_ggp, model_record, simulated_room_scan, variant_settings
@@ -55,6 +56,12 @@ def test_room_labels_become_nyu40_ids(room_bags):
     assert len(scan) == len(original)
     assert np.array_equal(np.sort(scan.labels), np.sort(np.vectorize(expected.get)(original.labels)))
     assert set(np.unique(scan.instances)) == {1, 2, 3, 4}
+
+
+def test_a_room_without_the_class_table_is_refused(tmp_path):
+    write_bag(tmp_path / "no_classes", [_room(np.random.default_rng(3))], annotations={"entities": []})
+    with pytest.raises(ValueError, match="class table"):
+        simulated_room_scan(tmp_path / "no_classes")
 
 
 def test_search_keeps_the_best_row_per_variant_and_records_it(random_checkpoint_5cm, room_bags, tmp_path):
@@ -105,3 +112,8 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert read_metadata(trained_on_room).ggp is None  # nothing recorded
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--taus", "0", "--no-progress"]) == 2
     assert "--taus must be > 0" in capsys.readouterr().err
+    loose_scan = tmp_path / "scans" / "room.ply"  # a scan file has no class table: refused, not misread
+    loose_scan.parent.mkdir()
+    save_scan(_room(np.random.default_rng(4)), loose_scan)
+    assert _run(["--student", str(trained_on_room), "--data", str(loose_scan.parent), "--no-progress"]) == 2
+    assert "bag folders" in capsys.readouterr().err

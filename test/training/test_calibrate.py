@@ -16,6 +16,7 @@ from ov3d_ros.io.files import save_scan
 from ov3d_ros.io.scan import Scan
 from ov3d_training.calibrate import cli
 from ov3d_training.calibrate.ggp import calibrate_ggp, model_record, simulated_room_scan, variant_settings
+from ov3d_training.distill.export import generated_rooms
 
 # the simulator's class table (annotations.json "classes"): id -> NYU40 id (None: not a NYU40 class)
 CLASSES = [
@@ -45,7 +46,9 @@ def _room(rng: np.random.Generator) -> Scan:
 def room_bags(tmp_path_factory):
     root = tmp_path_factory.mktemp("held_out")
     for i in range(2):
-        write_bag(root / f"scene_{1000 + i}", [_room(np.random.default_rng(i))], annotations={"classes": CLASSES, "entities": []})
+        recording = {"generator": "ov3d_training.sim", "seed": 0, "scene_index": 1000 + i}  # as the simulator writes it
+        write_bag(root / f"scene_{1000 + i}", [_room(np.random.default_rng(i))],
+                  annotations={"classes": CLASSES, "entities": [], "recording": recording})  # fmt: skip
     return root
 
 
@@ -91,6 +94,22 @@ def test_search_keeps_the_best_row_per_variant_and_records_it(random_checkpoint_
     settings = variant_settings(metadata)
     assert set(settings) == set(result.best) and settings["ggp_distance"].weights == "distance"
     assert variant_settings(segmenter.metadata) == {}  # not calibrated: nothing recorded
+    assert metadata.ggp["calibration"]["ceiling_miou"] == result.ceiling is not None
+
+    # the ceiling gives each true object its mean logits; voxels of no object keep their own, so
+    # rooms without objects have a ceiling equal to no pooling
+    for _, scan in rooms:
+        scan.instances = np.zeros_like(scan.instances)
+    no_objects = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.05,), iterations=(0,))
+    assert no_objects.ceiling == no_objects.no_pooling == result.no_pooling
+
+
+def test_generated_rooms_are_known_by_generator_seed_and_index(room_bags, tmp_path):
+    sources = [str(p) for p in sorted(room_bags.iterdir())]
+    loose = tmp_path / "room.ply"
+    save_scan(_room(np.random.default_rng(5)), loose)
+    assert generated_rooms(sources + [str(loose), str(tmp_path / "gone")]) == [
+        "ov3d_training.sim:seed=0:scene=1000", "ov3d_training.sim:seed=0:scene=1001"]  # fmt: skip
 
 
 def _run(args: list[str]) -> int:
@@ -117,3 +136,28 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     save_scan(_room(np.random.default_rng(4)), loose_scan)
     assert _run(["--student", str(trained_on_room), "--data", str(loose_scan.parent), "--no-progress"]) == 2
     assert "bag folders" in capsys.readouterr().err
+    # the same generated room elsewhere (moved, or rendered again with the same seed and index)
+    moved = StudentNet(StudentConfig())
+    meta = CheckpointMetadata(architecture=moved.config, text_space=TextSpace("minilm-l6-v2", 384), voxel_size=0.05,
+                              training_data={"sources": ["/elsewhere/scene_1000"],
+                                             "rooms": ["ov3d_training.sim:seed=0:scene=1000"]})  # fmt: skip
+    trained_elsewhere = save_checkpoint(tmp_path / "ckpt_elsewhere", moved, meta)
+    assert _run(["--student", str(trained_elsewhere), "--data", str(room_bags), "--no-progress"]) == 2
+    assert "scene_1000" in capsys.readouterr().err
+    # a room only the teacher trained on
+    meta.training_data = {"sources": [], "teacher": {"training_data": [str(room_bags / "scene_1001")]}}
+    teacher_room = save_checkpoint(tmp_path / "ckpt_teacher_room", moved, meta)
+    assert _run(["--student", str(teacher_room), "--data", str(room_bags), "--no-progress"]) == 2
+    assert "scene_1001" in capsys.readouterr().err
+
+
+def test_the_shipped_model_knows_its_training_rooms_and_was_calibrated_on_others():
+    from ov3d_ros.core.segmenter import DEFAULT_CHECKPOINT
+
+    metadata = read_metadata(DEFAULT_CHECKPOINT)
+    trained_on = metadata.training_data["rooms"]
+    assert len(trained_on) == len(set(trained_on)) == len(metadata.training_data["sources"])
+    calibration = metadata.ggp["calibration"]
+    calibrated_on = {f"ov3d_training.sim:seed=0:scene={int(name.split('_')[1])}" for name in calibration["rooms"]}
+    assert calibrated_on and not calibrated_on & set(trained_on)
+    assert calibration["no_pooling_miou"] < calibration["variants"]["ggp_learned"]["miou"] <= calibration["ceiling_miou"]

@@ -241,6 +241,7 @@ def test_export_loads_with_the_segmenter_and_is_marked_untrained(full_run):
     assert metadata.text_space.encoder_id == "minilm-l6-v2" and metadata.text_space.dim == 384
     assert metadata.training_data["teacher"]["weights_sha256"] == task.teacher.weights_sha256
     assert metadata.training_data["steps"] == config.trainer.steps and len(metadata.training_data["sources"]) == 2
+    assert metadata.training_data["rooms"] == []  # scan files, not generated rooms: known by path only
     assert metadata.extra["recipe"] == to_dict(task.config) and metadata.architecture.semantic_rank == 8
     assert "train_loss_aff" in metadata.metrics
     with pytest.raises(UntrainedCheckpointError):

@@ -5,9 +5,10 @@
 Prints the best setting of every pooling variant as JSON and writes ``--out``/ggp_calibration.json
 (the whole tau x T table). ``--install`` records the learned variant's setting, with the others'
 for the report, in the checkpoint's model.json (``ggp``): the node, ``ov3d-eval`` and the report
-then use it by default. The rooms must not be the student's training data (its model.json lists
-its sources) nor the real evaluation scans; render fresh ones with ``ov3d-train sim --start``
-beyond the training range (module doc of :mod:`.ggp`).
+then use it by default. The rooms must not be what the student or its teacher trained on (its
+model.json lists their sources, and the generated rooms among them by generator, seed and index,
+so a moved or re-rendered copy is refused too) nor the real evaluation scans; render fresh ones
+with ``ov3d-train sim --start`` beyond the training range (module doc of :mod:`.ggp`).
 
 Exit codes: 0 done, 2 unusable model, data or arguments.
 """
@@ -33,6 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def training_rooms_among(sources, training_data) -> list[str]:
+    """The sources that the student or its teacher trained on: the same path, or the same generated
+    room (generator, seed, index) rendered anywhere else. ``training_data`` is model.json's record."""
+    from ..data.sources import generated_room_identity
+
+    described = training_data if isinstance(training_data, dict) else {}
+    teacher = described.get("teacher") if isinstance(described.get("teacher"), dict) else {}
+    paths = {str(Path(s).resolve()) for s in [*described.get("sources", []), *(teacher.get("training_data") or [])]}
+    rooms = set(described.get("rooms", []))
+    return [str(s.path) for s in sources if str(s.path) in paths or generated_room_identity(s) in rooms]
+
+
 def main(args: argparse.Namespace) -> int:
     from ov3d_ros.core.checkpoint import CheckpointError, record_ggp
     from ov3d_ros.core.pooling import GGPConfig
@@ -51,9 +64,7 @@ def main(args: argparse.Namespace) -> int:
         config = SegmenterConfig(device=args.device, ggp=GGPConfig())
         segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device, config=config)
         sources = discover_sources(args.data)  # refuses the real evaluation scans
-        described = segmenter.metadata.training_data
-        trained_on = {str(Path(s).resolve()) for s in (described.get("sources", []) if isinstance(described, dict) else [])}
-        overlap = [str(s.path) for s in sources if str(s.path) in trained_on]
+        overlap = training_rooms_among(sources, segmenter.metadata.training_data)
         if overlap:
             raise ValueError(f"{len(overlap)} room(s) are the student's training data (e.g. {overlap[0]}); "
                              "calibrate on held-out rooms (ov3d-train sim --start beyond the training range)")  # fmt: skip
@@ -71,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
     if args.install:
         record_ggp(checkpoint, model_record(calibration))
     print(json.dumps({"student": str(checkpoint), "rooms": len(rooms), "k": calibration.k, "best": calibration.best,
+                      "no_pooling": calibration.no_pooling, "ceiling": calibration.ceiling,
                       "installed": bool(args.install), "table": str(out / CALIBRATION_FILE),
                       "seconds": round(time.perf_counter() - started, 1)}, indent=2))  # fmt: skip
     return 0

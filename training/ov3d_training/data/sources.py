@@ -160,6 +160,22 @@ def load_source(source: Source) -> LoadedSource:
     return LoadedSource(scan, annotations, source)
 
 
+def generated_room_identity(source: Source) -> str | None:
+    """Which generated room a recording is, independent of where it lies: ``generator:seed=S:scene=I``
+    from the ``recording`` block the simulator writes into its annotations; None for anything else
+    (real recordings, scan files). The same generator, seed and index make the same room, so this
+    is what keeps a student's training rooms out of its calibration even after they are moved or
+    re-rendered elsewhere."""
+    if source.kind != "bag" or not annotations_path(source).is_file():
+        return None
+    from ov3d_ros.io.bags import read_annotations
+
+    recording = (read_annotations(source.path) or {}).get("recording")
+    if not isinstance(recording, dict) or not {"generator", "seed", "scene_index"} <= recording.keys():
+        return None
+    return f"{recording['generator']}:seed={int(recording['seed'])}:scene={int(recording['scene_index'])}"
+
+
 def source_fingerprint(source: Source) -> dict:
     """What identifies a source's content cheaply (paths, sizes, modification times)."""
     files = [source.path] if source.kind == "file" else sorted(p for p in source.path.iterdir() if p.is_file())

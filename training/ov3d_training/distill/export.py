@@ -16,6 +16,7 @@ from typing import Any
 from ov3d_ros.core.checkpoint import CheckpointError, CheckpointMetadata, TextSpace, read_metadata, save_checkpoint
 from ov3d_ros.core.network import StudentNet
 
+from ..data.sources import Source, generated_room_identity
 from ..trainer.config import to_dict
 from .config import DistillConfig
 from .teacher import FrozenTeacher
@@ -47,6 +48,8 @@ def student_metadata(
             "method": "GeoPurify-style contrastive distillation of the affinity head + cosine distillation "
             "of the semantic head from an MPEC teacher",
             "sources": list(sources),
+            # by identity, the generated rooms the student or its teacher learned from (calibration refuses them)
+            "rooms": generated_rooms(list(sources) + [str(s) for s in t.training_data]),
             "teacher": teacher.describe(),
             "steps": int(step),
             "finished": bool(finished),
@@ -55,6 +58,13 @@ def student_metadata(
         metrics={k: float(v) for k, v in metrics.items()},
         extra={"recipe": to_dict(config)},
     )
+
+
+def generated_rooms(sources: list[str]) -> list[str]:
+    """The generated rooms among ``sources`` by identity (``generated_room_identity``), so that
+    calibration can refuse them wherever they lie later."""
+    found = (generated_room_identity(Source(Path(s), "bag" if Path(s).is_dir() else "file")) for s in sources)
+    return list(dict.fromkeys(room for room in found if room is not None))  # in source order
 
 
 def export_student(directory: Path, student: StudentNet, metadata: CheckpointMetadata) -> Path:

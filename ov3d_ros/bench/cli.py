@@ -185,7 +185,7 @@ def run(
         device_name=torch.cuda.get_device_name(segmenter.device) if segmenter.device.type == "cuda" else "cpu",
         torch_threads=torch.get_num_threads(),
         cpu_count=os.cpu_count(),
-        ggp={"k": segmenter.config.ggp.k, "tau": segmenter.config.ggp.tau, "iterations": segmenter.config.ggp.iterations},
+        ggp=segmenter.config.ggp.record(),
     )
     out.update(pipeline_bench(segmenter, scan, repeats))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

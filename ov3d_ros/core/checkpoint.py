@@ -142,7 +142,7 @@ def _ggp_or_none(value: Any) -> dict[str, Any] | None:
 def _ggp_config_of(record: dict[str, Any]):
     from .pooling import GGPConfig
 
-    return GGPConfig(k=int(record["k"]), tau=float(record["tau"]), iterations=int(record["iterations"]))
+    return GGPConfig.from_record(record)
 
 
 # ------------------------------------------------------------------------------------------ save

@@ -106,6 +106,16 @@ class GGPConfig:
         if self.weights not in WEIGHT_KINDS:
             raise ValueError(f"GGP weights must be one of {WEIGHT_KINDS}, got {self.weights!r}")
 
+    def record(self) -> dict:
+        """``{"k", "tau", "iterations"}``: how model.json, ``ov3d-eval --json`` and the benchmarks
+        write a GGP setting (the weights kind is implied by where it is written)."""
+        return {"k": self.k, "tau": self.tau, "iterations": self.iterations}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "GGPConfig":
+        """The inverse of :meth:`record`; KeyError / TypeError / ValueError on a malformed one."""
+        return cls(k=int(record["k"]), tau=float(record["tau"]), iterations=int(record["iterations"]))
+
     @classmethod
     def paper(cls, **overrides) -> "GGPConfig":
         """The GeoPurify paper's setting: k = 96, tau = 0.05, T = 18."""

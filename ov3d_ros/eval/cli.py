@@ -84,8 +84,7 @@ def evaluate_scene(
         "points": int(len(scan)),
         "labelled_points": full.points,
         "voxels": processed.num_voxels,
-        "ggp": {"k": segmenter.config.ggp.k, "tau": segmenter.config.ggp.tau, "iterations": segmenter.config.ggp.iterations,
-                "calibrated": segmenter.ggp_calibrated},
+        "ggp": {**segmenter.config.ggp.record(), "calibrated": segmenter.ggp_calibrated},
         "seconds": round(seconds, 3),
         "process_timings": {k: round(v, 4) for k, v in processed.timings.items()},
     }

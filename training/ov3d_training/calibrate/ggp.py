@@ -52,8 +52,7 @@ class Calibration:
 
     def ggp(self, variant: str = "ggp_learned") -> GGPConfig:
         """The calibrated GGPConfig of one variant."""
-        best = self.best[variant]
-        return GGPConfig(k=self.k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant])
+        return _variant_setting(variant, self.k, self.best[variant])
 
     def to_dict(self) -> dict:
         return {"k": self.k, "rooms": self.rooms, "points": self.points, "no_pooling": self.no_pooling,
@@ -65,17 +64,13 @@ def variant_settings(metadata) -> dict[str, GGPConfig]:
     empty when the checkpoint was not calibrated."""
     recorded = ((metadata.ggp or {}).get("calibration") or {}).get("variants") or {}
     k = int((metadata.ggp or {}).get("k", 0))
-    return {variant: GGPConfig(k=k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant])
-            for variant, best in recorded.items() if variant in WEIGHTS_OF}  # fmt: skip
+    return {variant: _variant_setting(variant, k, best) for variant, best in recorded.items() if variant in WEIGHTS_OF}
 
 
 def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict:
     """What ``model.json`` keeps under ``ggp``: the node's setting and how it was chosen."""
-    chosen = calibration.ggp(variant)
     return {
-        "k": chosen.k,
-        "tau": chosen.tau,
-        "iterations": chosen.iterations,
+        **calibration.ggp(variant).record(),
         "calibration": {
             "method": "best dataset-level ScanNet-20 mIoU over tau x T on held-out simulated rooms (ov3d-train calibrate)",
             "rooms": calibration.rooms,
@@ -85,6 +80,11 @@ def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict
             "variants": calibration.best,
         },
     }
+
+
+def _variant_setting(variant: str, k: int, best: dict) -> GGPConfig:
+    """One variant's GGPConfig from a calibration's ``{"tau", "T", ...}`` entry."""
+    return GGPConfig(k=k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant])
 
 
 def simulated_room_scan(path: str | Path) -> Scan:

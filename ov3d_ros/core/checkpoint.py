@@ -187,9 +187,9 @@ def record_ggp(path: str | Path, ggp: dict[str, Any]) -> Path:
     """Write a calibrated GGP setting into an existing checkpoint's ``model.json`` (atomically;
     the weights and their hash are untouched). Returns the metadata file."""
     directory = _existing_directory(Path(path))
-    _read_metadata(directory)  # a valid checkpoint only
     meta_path = directory / METADATA_FILE
-    data = json.loads(meta_path.read_text(encoding="utf-8"))
+    data = _read_json(directory)
+    _parse_metadata(data, meta_path)  # a valid checkpoint only
     data["ggp"] = _ggp_or_none(ggp)
     tmp = _temp_path(directory, METADATA_FILE)
     try:
@@ -288,6 +288,12 @@ def _existing_directory(path: Path) -> Path:
 
 
 def _read_metadata(directory: Path) -> tuple[CheckpointMetadata, str]:
+    data = _read_json(directory)
+    return _parse_metadata(data, directory / METADATA_FILE), str(data["weights_sha256"])
+
+
+def _read_json(directory: Path) -> dict:
+    """model.json as a JSON object (not yet validated)."""
     meta_path = directory / METADATA_FILE
     if not meta_path.is_file():
         raise CheckpointError(f"{directory}: {METADATA_FILE} is missing; a checkpoint needs {METADATA_FILE} and {WEIGHTS_FILE}")
@@ -297,6 +303,10 @@ def _read_metadata(directory: Path) -> tuple[CheckpointMetadata, str]:
         raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{meta_path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _parse_metadata(data: dict, meta_path: Path) -> CheckpointMetadata:
     missing = [k for k in _REQUIRED_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"{meta_path}: missing keys {missing}")
@@ -309,7 +319,7 @@ def _read_metadata(directory: Path) -> tuple[CheckpointMetadata, str]:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{meta_path}: malformed metadata ({type(exc).__name__}: {exc})") from exc
     _validate_semantics(metadata, meta_path)
-    return metadata, str(data["weights_sha256"])
+    return metadata
 
 
 def _validate_semantics(metadata: CheckpointMetadata, where: Path) -> None:

@@ -53,6 +53,7 @@ checkpoint may record its own tau and T, calibrated for its affinities on held-o
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -163,6 +164,16 @@ class PoolingGraph:
         if method == "csr":
             return _iterate(self.matrix, values, iterations)
         return geometry_guided_pooling(values, self.neighbors, self.weights, iterations, method=method)
+
+    def pool_stages(self, values: torch.Tensor, iterations: Iterable[int]) -> Iterator[tuple[int, torch.Tensor]]:
+        """(T, values pooled T times) for each T of ``iterations`` in increasing order, each stage
+        continuing from the last (a sweep over T costs max(T) passes, not their sum)."""
+        pooled, done = values, 0
+        for t in sorted(set(int(t) for t in iterations)):
+            if t < 0:
+                raise ValueError(f"pool_stages: iterations must be >= 0, got {t}")
+            pooled, done = self.pool(pooled, t - done), t
+            yield t, pooled
 
 
 def build_pooling_graph(

@@ -59,6 +59,21 @@ def test_fast_ggp_equals_the_plain_reference_on_a_real_scan(room, weights):
     assert np.abs(direct.numpy() - reference).max() < 1e-4
 
 
+def test_pool_stages_continue_from_the_last_stage_and_match_pooling_from_scratch(room):
+    """A sweep over T (the report and the calibration) pools each stage on from the last one."""
+    xyz, rgb, _ = _corner(*room)
+    v = voxelize(xyz, 0.05, colors=rgb)
+    features = torch.from_numpy(np.random.default_rng(2).normal(size=(v.num_voxels, 8)).astype(np.float32))
+    graph = build_pooling_graph(v.centers, geometric_embedding(v.centers, v.colors), GGPConfig(k=8, tau=0.1))
+    stages = list(graph.pool_stages(features, [8, 0, 3, 8]))
+    assert [t for t, _ in stages] == [0, 3, 8]  # sorted, repeats once
+    for t, pooled in stages:
+        np.testing.assert_allclose(pooled.numpy(), graph.pool(features, t).numpy(), atol=1e-5)
+    assert not np.allclose(stages[1][1].numpy(), stages[2][1].numpy())
+    with pytest.raises(ValueError, match="iterations must be >= 0"):
+        list(graph.pool_stages(features, [-1, 2]))
+
+
 def _segment_room(xyz, rgb, config):
     """Voxelise -> geometric embedding -> GGP of per-voxel values -> per-point output."""
     v = voxelize(xyz, 0.02, colors=rgb)

@@ -15,7 +15,15 @@ from ov3d_ros.io.bags import write_bag
 from ov3d_ros.io.files import save_scan
 from ov3d_ros.io.scan import Scan
 from ov3d_training.calibrate import cli
-from ov3d_training.calibrate.ggp import calibrate_ggp, model_record, simulated_room_scan, variant_settings
+from ov3d_training.calibrate.ggp import (
+    calibrate_ggp,
+    model_record,
+    simulated_room_scan,
+    thin_like_training,
+    training_keep_ratio,
+    variant_settings,
+)
+from ov3d_ros.core.voxel import voxelize
 from ov3d_training.distill.export import generated_rooms
 
 # the simulator's class table (annotations.json "classes"): id -> NYU40 id (None: not a NYU40 class)
@@ -104,6 +112,41 @@ def test_search_keeps_the_best_row_per_variant_and_records_it(random_checkpoint_
     assert no_objects.ceiling == no_objects.no_pooling == result.no_pooling
 
 
+def test_rooms_are_thinned_by_whole_voxels_like_training_items_and_repeatably():
+    room = _room(np.random.default_rng(3))
+    voxels = voxelize(room.points, 0.05)
+    thinned = thin_like_training(room, (0.35, 0.6), 0.05, np.random.default_rng([7, 0]))
+    again = thin_like_training(room, (0.35, 0.6), 0.05, np.random.default_rng([7, 0]))
+    assert np.array_equal(thinned.points, again.points)  # same seed, same rooms
+    # every kept point's voxel keeps all its points (whole voxels go, as in a training item)
+    key = lambda pts: set(map(tuple, np.floor(pts / 0.05).astype(np.int64)))  # noqa: E731
+    kept = key(thinned.points)
+    whole = np.array([tuple(c) in kept for c in np.floor(room.points / 0.05).astype(np.int64)])
+    assert whole.sum() == len(thinned)
+    share = len(kept) / voxels.num_voxels
+    assert 0.35 - 0.01 <= share <= 0.6 + 0.01
+    assert np.array_equal(np.sort(thinned.labels), np.sort(room.labels[whole]))  # labels travel with their points
+    assert thin_like_training(room, (1.0, 1.0), 0.05, np.random.default_rng(0)) is room  # 1 1: as rendered
+
+
+def test_keep_ratio_comes_from_the_students_recipe(random_checkpoint_5cm, room_bags):
+    metadata = read_metadata(random_checkpoint_5cm)
+    assert training_keep_ratio(metadata) == (1.0, 1.0)  # no recipe recorded: rooms as rendered
+    metadata.extra = {"recipe": {"data": {"augment": {"keep_ratio": [0.35, 1.0]}}}}
+    assert training_keep_ratio(metadata) == (0.35, 1.0)
+    segmenter = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
+                                          config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)))  # fmt: skip
+    rooms = [(p.name, simulated_room_scan(p)) for p in sorted(room_bags.iterdir())]
+    embeddings = segmenter.text_encoder.encode(list(CLASS_NAMES))
+    dense = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.1,), iterations=(0, 2))
+    thinned = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.1,), iterations=(0, 2), keep_ratio=(0.35, 0.5))
+    assert thinned.points < 0.55 * dense.points and thinned.keep_ratio == (0.35, 0.5)
+    assert model_record(thinned)["calibration"]["keep_ratio"] == [0.35, 0.5]
+    assert thinned.to_dict()["keep_ratio"] == [0.35, 0.5]
+    with pytest.raises(ValueError, match="keep_ratio"):
+        calibrate_ggp(segmenter, rooms, embeddings, keep_ratio=(0.0, 0.5))
+
+
 def test_generated_rooms_are_known_by_generator_seed_and_index(room_bags, tmp_path):
     sources = [str(p) for p in sorted(room_bags.iterdir())]
     loose = tmp_path / "room.ply"
@@ -131,6 +174,8 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert read_metadata(trained_on_room).ggp is None  # nothing recorded
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--taus", "0", "--no-progress"]) == 2
     assert "--taus must be > 0" in capsys.readouterr().err
+    assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--keep-ratio", "0.8", "0.5", "--no-progress"]) == 2
+    assert "--keep-ratio must satisfy" in capsys.readouterr().err
     loose_scan = tmp_path / "scans" / "room.ply"  # a scan file has no class table: refused, not misread
     loose_scan.parent.mkdir()
     save_scan(_room(np.random.default_rng(4)), loose_scan)
@@ -161,3 +206,5 @@ def test_the_shipped_model_knows_its_training_rooms_and_was_calibrated_on_others
     calibrated_on = {f"ov3d_training.sim:seed=0:scene={int(name.split('_')[1])}" for name in calibration["rooms"]}
     assert calibrated_on and not calibrated_on & set(trained_on)
     assert calibration["no_pooling_miou"] < calibration["variants"]["ggp_learned"]["miou"] <= calibration["ceiling_miou"]
+    # the rooms were thinned as the student's training items were
+    assert tuple(calibration["keep_ratio"]) == training_keep_ratio(metadata) == (0.35, 1.0)

@@ -2,7 +2,9 @@
 
     ov3d-train calibrate --student CKPT --data SIM_DIR_OR_BAGS... [--out DIR] [--install]
 
-Prints the best setting of every pooling variant as JSON and writes ``--out``/ggp_calibration.json
+Each room keeps a random share of its voxels, as the student's training items did (``--keep-ratio``,
+default from the student's recipe): see :mod:`.ggp`. Prints the best setting of every pooling
+variant as JSON and writes ``--out``/ggp_calibration.json
 (the whole tau x T table). ``--install`` records the learned variant's setting, with the others'
 for the report, in the checkpoint's model.json (``ggp``): the node, ``ov3d-eval`` and the report
 then use it by default. The rooms must not be what the student or its teacher trained on (its
@@ -29,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help=f"folder for {CALIBRATION_FILE} (default: the checkpoint's)")
     parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS), help="temperatures tried")
     parser.add_argument("--iterations", type=int, nargs="+", default=list(DEFAULT_ITERATIONS), help="passes T tried")
+    parser.add_argument("--keep-ratio", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="share of each room's voxels kept, uniform in [LOW, HIGH] (default: the student's training "
+                             "items', from its recipe; 1 1 keeps rooms as rendered)")  # fmt: skip
     parser.add_argument("--install", action="store_true", help="record the result in the checkpoint's model.json")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,13 +58,15 @@ def main(args: argparse.Namespace) -> int:
     from ov3d_ros.eval.scannet20 import CLASS_NAMES
 
     from ..data.sources import EvaluationDataError, NoTrainingDataError, discover_sources
-    from .ggp import calibrate_ggp, model_record, simulated_room_scan
+    from .ggp import calibrate_ggp, model_record, simulated_room_scan, training_keep_ratio
 
     started = time.perf_counter()
     checkpoint = Path(args.student) if args.student else DEFAULT_CHECKPOINT
     try:
         if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus):
             raise ValueError("--taus must be > 0 and --iterations >= 0")
+        if args.keep_ratio and not 0.0 < args.keep_ratio[0] <= args.keep_ratio[1] <= 1.0:
+            raise ValueError(f"--keep-ratio must satisfy 0 < LOW <= HIGH <= 1, got {args.keep_ratio}")
         # from the library's GGP defaults, not an earlier calibration: k is kept, tau and T are searched
         config = SegmenterConfig(device=args.device, ggp=GGPConfig())
         segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device, config=config)
@@ -70,18 +77,21 @@ def main(args: argparse.Namespace) -> int:
                              "calibrate on held-out rooms (ov3d-train sim --start beyond the training range)")  # fmt: skip
         if any(s.kind != "bag" for s in sources):
             raise ValueError("calibration reads simulated recordings (bag folders with annotations), not scan files")
+        keep_ratio = tuple(args.keep_ratio) if args.keep_ratio else training_keep_ratio(segmenter.metadata)
         rooms = [(s.path.name, simulated_room_scan(s.path)) for s in sources]
     except (CheckpointError, EvaluationDataError, NoTrainingDataError, OSError, ValueError) as exc:
         print(f"ov3d-train calibrate: {exc}", file=sys.stderr)
         return 2
     calibration = calibrate_ggp(segmenter, rooms, segmenter.text_encoder.encode(list(CLASS_NAMES)),
-                                tuple(args.taus), tuple(args.iterations), progress=not args.no_progress)  # fmt: skip
+                                tuple(args.taus), tuple(args.iterations), progress=not args.no_progress,
+                                keep_ratio=keep_ratio)  # fmt: skip
     out = Path(args.out) if args.out else checkpoint
     out.mkdir(parents=True, exist_ok=True)
     (out / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
     if args.install:
         record_ggp(checkpoint, model_record(calibration))
-    print(json.dumps({"student": str(checkpoint), "rooms": len(rooms), "k": calibration.k, "best": calibration.best,
+    print(json.dumps({"student": str(checkpoint), "rooms": len(rooms), "keep_ratio": list(keep_ratio), "k": calibration.k,
+                      "best": calibration.best,
                       "no_pooling": calibration.no_pooling, "ceiling": calibration.ceiling,
                       "installed": bool(args.install), "table": str(out / CALIBRATION_FILE),
                       "seconds": round(time.perf_counter() - started, 1)}, indent=2))  # fmt: skip

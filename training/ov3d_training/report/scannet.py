@@ -138,15 +138,13 @@ def scannet_report(
 
     # the sweep passes through every variant's own setting: its table row is read off there
     sweep: list[dict] = []
-    wanted_t = sorted(set(iterations) | {c.iterations for c in chosen.values()})
+    wanted_t = set(iterations) | {c.iterations for c in chosen.values()}
     for k in sorted(set(ks) | {c.k for c in chosen.values()}):
         knn = knn_voxels(centers, k, include_self=True, cell_size=processed.voxels.voxel_size)
         for variant in GGP_VARIANTS:
             own = chosen[variant]
             graph = build_pooling_graph(centers, embeddings[variant], replace(own, k=k), knn=knn, device=device)
-            pooled, done = logits, 0
-            for t in wanted_t:
-                pooled, done = graph.pool(pooled, t - done), t
+            for t, pooled in graph.pool_stages(logits, wanted_t):
                 scores = scorer(pooled)
                 sweep.append({"variant": variant, "k": k, "T": t, "tau": own.tau, "miou": scores.miou, "fmiou": scores.fmiou})
                 if (k, t) == (own.k, own.iterations):

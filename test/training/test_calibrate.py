@@ -176,6 +176,13 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert "--taus must be > 0" in capsys.readouterr().err
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--keep-ratio", "0.8", "0.5", "--no-progress"]) == 2
     assert "--keep-ratio must satisfy" in capsys.readouterr().err
+    # a recipe whose keep_ratio cannot be a share of voxels: refused with its name, not a traceback
+    bad_recipe = CheckpointMetadata(architecture=model.config, text_space=TextSpace("minilm-l6-v2", 384), voxel_size=0.05,
+                                    extra={"recipe": {"data": {"augment": {"keep_ratio": [0.0, 1.0]}}}})  # fmt: skip
+    bad_recipe_ckpt = save_checkpoint(tmp_path / "ckpt_bad_recipe", model, bad_recipe)
+    assert _run(["--student", str(bad_recipe_ckpt), "--data", str(room_bags), "--no-progress"]) == 2
+    assert "augment.keep_ratio must satisfy" in capsys.readouterr().err
+    assert read_metadata(bad_recipe_ckpt).ggp is None
     loose_scan = tmp_path / "scans" / "room.ply"  # a scan file has no class table: refused, not misread
     loose_scan.parent.mkdir()
     save_scan(_room(np.random.default_rng(4)), loose_scan)

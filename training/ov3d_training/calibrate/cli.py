@@ -58,15 +58,15 @@ def main(args: argparse.Namespace) -> int:
     from ov3d_ros.eval.scannet20 import CLASS_NAMES
 
     from ..data.sources import EvaluationDataError, NoTrainingDataError, discover_sources
-    from .ggp import calibrate_ggp, model_record, simulated_room_scan, training_keep_ratio
+    from .ggp import calibrate_ggp, check_keep_ratio, model_record, simulated_room_scan, training_keep_ratio
 
     started = time.perf_counter()
     checkpoint = Path(args.student) if args.student else DEFAULT_CHECKPOINT
     try:
         if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus):
             raise ValueError("--taus must be > 0 and --iterations >= 0")
-        if args.keep_ratio and not 0.0 < args.keep_ratio[0] <= args.keep_ratio[1] <= 1.0:
-            raise ValueError(f"--keep-ratio must satisfy 0 < LOW <= HIGH <= 1, got {args.keep_ratio}")
+        if args.keep_ratio:
+            check_keep_ratio(args.keep_ratio, "--keep-ratio")
         # from the library's GGP defaults, not an earlier calibration: k is kept, tau and T are searched
         config = SegmenterConfig(device=args.device, ggp=GGPConfig())
         segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device, config=config)
@@ -77,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
                              "calibrate on held-out rooms (ov3d-train sim --start beyond the training range)")  # fmt: skip
         if any(s.kind != "bag" for s in sources):
             raise ValueError("calibration reads simulated recordings (bag folders with annotations), not scan files")
-        keep_ratio = tuple(args.keep_ratio) if args.keep_ratio else training_keep_ratio(segmenter.metadata)
+        keep_ratio = check_keep_ratio(args.keep_ratio or training_keep_ratio(segmenter.metadata),
+                                      "--keep-ratio" if args.keep_ratio else "the student recipe's augment.keep_ratio")  # fmt: skip
         rooms = [(s.path.name, simulated_room_scan(s.path)) for s in sources]
     except (CheckpointError, EvaluationDataError, NoTrainingDataError, OSError, ValueError) as exc:
         print(f"ov3d-train calibrate: {exc}", file=sys.stderr)

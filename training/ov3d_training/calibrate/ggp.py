@@ -128,6 +128,14 @@ def training_keep_ratio(metadata) -> tuple[float, float]:
     return (float(value[0]), float(value[1])) if value else (1.0, 1.0)
 
 
+def check_keep_ratio(keep_ratio, name: str = "keep_ratio") -> tuple[float, float]:
+    """``keep_ratio`` as (low, high) floats; ValueError unless 0 < low <= high <= 1."""
+    low, high = (float(v) for v in keep_ratio)
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"{name} must satisfy 0 < LOW <= HIGH <= 1, got {list(keep_ratio)}")
+    return low, high
+
+
 def thin_like_training(scan: Scan, keep_ratio: tuple[float, float], voxel_size: float, rng: np.random.Generator) -> Scan:
     """The points of a random subset of ``scan``'s voxels -- a share uniform in ``keep_ratio``, the
     same draw as a training item's (``augment.thin_points`` over its one-point-per-voxel scene)."""
@@ -155,9 +163,7 @@ def calibrate_ggp(
     thinned to ``keep_ratio`` of its voxels (:func:`thin_like_training`); module doc."""
     if not rooms:
         raise ValueError("calibration needs at least one labelled room")
-    low, high = keep_ratio
-    if not 0.0 < low <= high <= 1.0:
-        raise ValueError(f"keep_ratio must satisfy 0 < low <= high <= 1, got {keep_ratio}")
+    low, high = check_keep_ratio(keep_ratio)
     k = segmenter.config.ggp.k
     text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(segmenter.device), dim=1)
     confusions: dict[tuple[str, float, int], np.ndarray] = {}

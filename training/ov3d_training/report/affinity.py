@@ -14,7 +14,7 @@ the floor level is the table -- the robot would get this transform from tf.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.io.scan import Scan
 
-from .scannet import GGP_VARIANTS, WEIGHTS_OF, majority_per_voxel, pooling_embeddings
+from .scannet import GGP_VARIANTS, majority_per_voxel, pooling_embeddings, variant_setting
 
 FIRST_OBJECT_LABEL = 10  # mOSD: 1-9 table / support parts, >= 10 one object each
 
@@ -79,7 +79,7 @@ def cloud_affinity(
     embeddings = pooling_embeddings(processed, device)
     one, many = {}, {}
     for variant in GGP_VARIANTS:
-        setting = (settings or {}).get(variant) or replace(config, weights=WEIGHTS_OF[variant])
+        setting = variant_setting(variant, settings, config)
         graph = build_pooling_graph(centers, embeddings[variant], setting, device=device,
                                     knn=knn if setting.k == config.k else None)  # fmt: skip
         passes = setting.iterations if iterations is None else iterations

@@ -96,6 +96,11 @@ class ClassNameScorer:
                           {name: pct(v) for name, v in full.per_class_iou.items()})  # fmt: skip
 
 
+def variant_setting(variant: str, settings: dict[str, GGPConfig] | None, fallback: GGPConfig) -> GGPConfig:
+    """A GGP variant's own (calibrated) setting, or ``fallback`` with that variant's weights."""
+    return (settings or {}).get(variant) or replace(fallback, weights=WEIGHTS_OF[variant])
+
+
 def scannet_report(
     segmenter: Segmenter,
     scan,
@@ -112,7 +117,7 @@ def scannet_report(
     scan; ``ov3d_training.calibrate``); a variant without one uses the segmenter's GGP. The k / T
     sweep keeps each variant's tau."""
     shipped = segmenter.config.ggp
-    chosen = {v: (settings or {}).get(v) or replace(shipped, weights=WEIGHTS_OF[v]) for v in GGP_VARIANTS}
+    chosen = {v: variant_setting(v, settings, shipped) for v in GGP_VARIANTS}
     processed = segmenter.process(scan)
     device = segmenter.device
     text = torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device)

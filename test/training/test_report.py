@@ -15,7 +15,7 @@ from ov3d_ros.io.files import load_scan
 from ov3d_ros.io.scan import Scan
 from ov3d_training.report import cli
 from ov3d_training.report.affinity import cloud_affinity, gravity_aligned
-from ov3d_training.report.scannet import instance_mean, majority_per_voxel, scannet_report
+from ov3d_training.report.scannet import class_confusion, confusions, instance_mean, majority_per_voxel, scannet_report
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,21 @@ def test_majority_label_per_voxel_matches_a_loop():
             counts = np.bincount(members)
             assert counts[got[v]] == counts.max(), v
     assert got[7] == 3
+
+
+def test_class_confusion_gives_each_true_class_the_shares_of_its_points():
+    target = np.array([0, 0, 0, 0, 2, 2, -1, -1])
+    prediction = np.array([0, 1, 1, 2, 2, 2, 0, -1])  # ignored truth skipped; -1 = given nothing
+    shares = class_confusion(target, prediction, 3)
+    np.testing.assert_allclose(shares[0], [0.25, 0.5, 0.25])
+    np.testing.assert_allclose(shares[1], [0.0, 0.0, 0.0])  # absent class: an empty row, not NaN
+    np.testing.assert_allclose(shares[2], [0.0, 0.0, 1.0])
+    rng = np.random.default_rng(3)
+    target, prediction = rng.integers(0, 5, 500), rng.integers(0, 5, 500)
+    shares = class_confusion(target, prediction, 5)
+    for c in range(5):
+        for j in range(5):
+            assert shares[c, j] == pytest.approx(np.mean(prediction[target == c] == j))
 
 
 def test_instance_mean_averages_each_object_and_leaves_the_rest():
@@ -118,6 +133,17 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
     for variant in ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned"):
         assert rows[(variant, 8, 0)]["miou"] == report.variants["student"].miou  # T = 0 is no pooling
     assert set(report.bounds) == {"student_instance_mean"}  # no teacher given: no teacher bounds
+    # the confusion rows: every class present, its own share = the share of its points given it
+    table = confusions(report)
+    assert set(table) == {"ggp_learned", "student_instance_mean"}  # no teacher: no teacher row
+    for variant, rows in table.items():
+        assert set(rows) == {CLASS_NAMES[c] for c in np.unique(report.target) if c >= 0}
+        for name, given in rows.items():
+            c = CLASS_NAMES.index(name)
+            own = 100.0 * np.mean(report.predictions[variant][report.target == c] == c)
+            assert given.get(name, 0.0) == pytest.approx(own, abs=0.5 if own >= 0.5 else 0.51), (variant, name)
+            assert list(given.values()) == sorted(given.values(), reverse=True)
+            assert 100.0 - 0.5 * len(CLASS_NAMES) <= sum(given.values()) <= 100.0 + 0.05 * len(given)
     # a "teacher" whose logits are the student's own: its bounds must be the student's numbers
     processed = plumbing_segmenter.process(piece)
     text = torch.nn.functional.normalize(torch.from_numpy(np.asarray(embeddings, np.float32)), dim=1)
@@ -126,6 +152,8 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
     mirrored = scannet_report(plumbing_segmenter, piece, embeddings, own, ks=(8,), iterations=(0,))
     assert mirrored.variants["teacher"] == mirrored.variants["student"]
     assert mirrored.bounds["teacher_instance_mean"] == mirrored.bounds["student_instance_mean"]
+    mirrored_table = confusions(mirrored)
+    assert mirrored_table["teacher_instance_mean"] == mirrored_table["student_instance_mean"]
     for variant in ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned"):
         assert mirrored.bounds[f"teacher_{variant}"] == mirrored.variants[variant], variant
     # what the node runs: the Segmenter's closed-set decision with its configured GGP

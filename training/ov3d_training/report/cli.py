@@ -4,8 +4,9 @@
 
 Writes into ``--out``: ``report.json`` (every number), ``report.md`` (the tables),
 ``per_class_iou.png``, ``ggp_sweep.png`` (mIoU over k and T), ``ggp_sweep_fmiou.png``,
-``scannet_render.png`` (ground truth | student | student + GGP, top-down) and
-``mosd_affinity.png`` (pooling weight kept inside objects, learned vs plain geometric).
+``scannet_render.png`` (ground truth | student | student + GGP, top-down), ``confusion.png``
+(where each class's points go: the shipped pooling, and the student's and the teacher's
+semantics averaged over each true object) and ``mosd_affinity.png`` (pooling weight kept inside objects, learned vs plain geometric).
 Inputs default to the packaged student and ``$OV3D_SHARED_DATA`` (``../shared/data``):
 ``scannet/scene0000_00.npz`` and ``mosd/*.pcd``.
 
@@ -42,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     from . import plots
     from ..calibrate.ggp import variant_settings
     from .affinity import mosd_affinity
-    from .scannet import scannet_report, teacher_logits_on
+    from .scannet import confusions, scannet_report, teacher_logits_on
 
     started = time.perf_counter()
     shared = shared_data_dir()
@@ -78,6 +79,9 @@ def main(args: argparse.Namespace) -> int:
         "ggp_sweep_fmiou": plots.sweep_curves(report, out / "ggp_sweep_fmiou.png", "fmiou"),
         "scannet_render": plots.render_panels(report, out / "scannet_render.png"),
     }
+    confusion = confusions(report)
+    if confusion:
+        pictures["confusion"] = plots.confusion_maps(confusion, out / "confusion.png")
     if affinity:
         pictures["mosd_affinity"] = plots.affinity_bars(affinity, out / "mosd_affinity.png")
     metadata = segmenter.metadata
@@ -93,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
         "scannet": {name: {**s.row(), "per_class_iou": s.per_class_iou} for name, s in report.variants.items()},
         "bounds": {name: s.row() for name, s in report.bounds.items()},
         "sweep": report.sweep,
+        "confusion": confusion,
         "mosd_affinity": [asdict(a) for a in affinity],
         "text_encoder": getattr(metadata, "text_encoder", None) and str(metadata.text_encoder),
         "device": str(segmenter.device),
@@ -126,6 +131,14 @@ def markdown(result: dict) -> str:
                   "| bound | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|"]  # fmt: skip
         for name, row in result["bounds"].items():
             lines.append(f"| {LABELS[name]} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |")
+    confusion = result.get("confusion") or {}
+    if confusion:
+        variants = list(confusion)
+        lines += ["", "Where each class's points go (percent of the class's points; the three largest shares):", "",
+                  "| true class | " + " | ".join(LABELS[v] for v in variants) + " |", "|---|" + "---|" * len(variants)]  # fmt: skip
+        for name in confusion[variants[0]]:
+            cells = (", ".join(f"{given} {share:.0f}" for given, share in list(confusion[v][name].items())[:3]) for v in variants)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if result["mosd_affinity"]:
         variants = list(result["mosd_affinity"][0]["inside_one_step"])
         lines += ["", "| mOSD cloud | voxels | objects | " + " | ".join(f"{LABELS[v]} (W / W^T)" for v in variants) + " |",

@@ -106,3 +106,30 @@ def affinity_bars(results: list[CloudAffinity], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def confusion_maps(confusion: dict[str, dict[str, dict[str, float]]], path: Path) -> Path:
+    """One heat map per variant: rows = the classes present in the scan, columns = the class
+    their points were given, cells = percent of the row's points."""
+    plt = _pyplot()
+    variants = list(confusion)
+    fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 6.5), constrained_layout=True, squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        rows = list(confusion[variant])
+        grid = np.array([[confusion[variant][r].get(c, 0.0) for c in CLASS_NAMES] for r in rows])
+        image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        ax.set_xticks(np.arange(len(CLASS_NAMES)), CLASS_NAMES, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(np.arange(len(rows)), rows, fontsize=8)
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                if value >= 10:
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6,
+                            color="black" if value > 60 else "white")  # fmt: skip
+        ax.set_xlabel("given class")
+        ax.set_ylabel("true class")
+        ax.set_title(LABELS[variant], fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), label="% of the true class's points", shrink=0.8)
+    fig.suptitle("ScanNet scene0000_00: where each class's points go")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
 from ov3d_ros.core.segmenter import Segmenter
-from ov3d_ros.eval.metrics import evaluate, restrict_classes
+from ov3d_ros.eval.metrics import confusion_matrix, evaluate, restrict_classes
 from ov3d_ros.eval.scannet20 import CLASS_NAMES, FOREGROUND_EXCLUDED, nyu40_to_class_index
 
 GGP_VARIANTS = ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned")
@@ -139,7 +139,9 @@ def scannet_report(
         voxel_instance = majority_per_voxel(processed.voxels.point_to_voxel, scan.instances, processed.num_voxels)
         for name, source in (("teacher", teacher_logits), ("student", logits)):
             if source is not None:
-                bounds[f"{name}_instance_mean"] = scorer(instance_mean(source, voxel_instance))
+                object_mean = instance_mean(source, voxel_instance)
+                bounds[f"{name}_instance_mean"] = scorer(object_mean)
+                predictions[f"{name}_instance_mean"] = scorer.predict(object_mean)
 
     # the sweep passes through every variant's own setting: its table row is read off there
     sweep: list[dict] = []
@@ -159,6 +161,37 @@ def scannet_report(
                 bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, own.iterations))
     return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
                          processed.num_voxels, processed.voxels.voxel_size, bounds, chosen)  # fmt: skip
+
+
+def class_confusion(target: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) share of each true class's points given each class: rows sum to 1 for the classes
+    present, 0 for the absent ones. Which class a class is mistaken for is what the IoU bars do
+    not show: it separates "the network never learned the class" (a whole class goes elsewhere,
+    pooling cannot help) from "the class is fragmented" (what pooling repairs)."""
+    counts = confusion_matrix(target, prediction, num_classes)[:, :num_classes].astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+# what the robot runs; the student's semantics perfectly grouped; the teacher's (where distillation lost a class)
+CONFUSION_VARIANTS = ("ggp_learned", "student_instance_mean", "teacher_instance_mean")
+
+
+def confusions(report: "ScanNetReport", variants: tuple[str, ...] = CONFUSION_VARIANTS) -> dict[str, dict[str, dict[str, float]]]:
+    """Per variant, per class present in the scan: the percentage of its points given each class
+    (shares below 0.5 % left out), largest first."""
+    present = [c for c in range(len(CLASS_NAMES)) if np.any(report.target == c)]
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for variant in variants:
+        if variant not in report.predictions:
+            continue
+        shares = class_confusion(report.target, report.predictions[variant], len(CLASS_NAMES))
+        result[variant] = {
+            CLASS_NAMES[c]: {CLASS_NAMES[j]: round(100.0 * float(shares[c, j]), 1)
+                             for j in np.argsort(-shares[c], kind="stable") if shares[c, j] >= 0.005}
+            for c in present
+        }  # fmt: skip
+    return result
 
 
 def instance_mean(logits: torch.Tensor, voxel_instance: np.ndarray) -> torch.Tensor:

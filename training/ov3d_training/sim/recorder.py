@@ -147,6 +147,9 @@ def record_scene(
 
     recording = {
         "generator": "ov3d_training.sim",
+        # which code drew the room: (generator, seed, index) names a room only for one version of the
+        # generator, and a model card must be able to say which rooms it was trained on
+        "code": generator_code(),
         "seed": int(seed),
         "scene_index": int(index),
         "config": {k: v for k, v in asdict(config).items()},
@@ -170,6 +173,14 @@ def record_scene(
         path = write_recording(Path(out_dir), clouds, cloud_poses, annotations, config)
         timings["write"] = time.perf_counter() - t
     return SceneRecording(path, scene, annotations, clouds, cloud_poses, frames, timings)
+
+
+def generator_code() -> dict:
+    """The package version and git commit (None outside a checkout) of the code drawing rooms."""
+    from ov3d_ros import __version__
+    from ov3d_ros.core.provenance import git_commit
+
+    return {"version": __version__, "git_commit": git_commit()}
 
 
 def write_recording(out_dir: Path, clouds: list[Scan], poses: list[np.ndarray], annotations: dict,

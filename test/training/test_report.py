@@ -43,7 +43,7 @@ def test_majority_label_per_voxel_matches_a_loop():
 
 def test_class_confusion_gives_each_true_class_the_shares_of_its_points():
     target = np.array([0, 0, 0, 0, 2, 2, -1, -1])
-    prediction = np.array([0, 1, 1, 2, 2, 2, 0, -1])  # ignored truth skipped; -1 = given nothing
+    prediction = np.array([0, 1, 1, 2, 2, 2, 0, -1])  # points of ignored truth (-1) are skipped, whatever they were given
     shares = class_confusion(target, prediction, 3)
     np.testing.assert_allclose(shares[0], [0.25, 0.5, 0.25])
     np.testing.assert_allclose(shares[1], [0.0, 0.0, 0.0])  # absent class: an empty row, not NaN

@@ -6,7 +6,8 @@ Writes into ``--out``: ``report.json`` (every number), ``report.md`` (the tables
 ``per_class_iou.png``, ``ggp_sweep.png`` (mIoU over k and T), ``ggp_sweep_fmiou.png``,
 ``scannet_render.png`` (ground truth | student | student + GGP, top-down), ``confusion.png``
 (where each class's points go: the shipped pooling, and the student's and the teacher's
-semantics averaged over each true object) and ``mosd_affinity.png`` (pooling weight kept inside objects, learned vs plain geometric).
+semantics averaged over each true object) and ``mosd_affinity.png`` (pooling weight kept inside
+objects, learned vs plain geometric).
 Inputs default to the packaged student and ``$OV3D_SHARED_DATA`` (``../shared/data``):
 ``scannet/scene0000_00.npz`` and ``mosd/*.pcd``.
 

@@ -6,7 +6,8 @@
 #
 # RUN_ROOT (default runs/default_model) receives sim/, mpec/, distill/, sim_held_out/ and report/. With --install
 # the student replaces ov3d_ros/weights/default (its model card, README.md there, is kept).
-# About 2.4 hours on a 2-core CPU (sim 5, teacher 48, student 85, held-out rooms + calibration 4, report 1 minutes); every stage
+# About 2.5 hours on a 2-core CPU with nothing else running (sim 5, teacher 48-55, student 85-106,
+# held-out rooms + calibration 4, report 1 minutes; the shipped model's runs shared the cores); every stage
 # resumes where it stopped if the script is run again. Needs the `sweethome3d-furniture` apt
 # package (the furniture models) and ../shared/data (the validation and report scans).
 set -euo pipefail

@@ -96,6 +96,7 @@ class GGPConfig:
     tau: float = 0.05
     iterations: int = 24
     weights: str = "affinity"
+    coarsen: int = 1  # > 1: pool on cells of coarsen^3 voxels, then back to voxels (coarse_pooling.py)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -106,16 +107,20 @@ class GGPConfig:
             raise ValueError(f"GGP iterations must be >= 0, got {self.iterations}")
         if self.weights not in WEIGHT_KINDS:
             raise ValueError(f"GGP weights must be one of {WEIGHT_KINDS}, got {self.weights!r}")
+        if self.coarsen < 1:
+            raise ValueError(f"GGP coarsen must be >= 1, got {self.coarsen}")
 
     def record(self) -> dict:
-        """``{"k", "tau", "iterations"}``: how model.json, ``ov3d-eval --json`` and the benchmarks
-        write a GGP setting (the weights kind is implied by where it is written)."""
-        return {"k": self.k, "tau": self.tau, "iterations": self.iterations}
+        """``{"k", "tau", "iterations", "coarsen"}``: how model.json, ``ov3d-eval --json`` and the
+        benchmarks write a GGP setting (the weights kind is implied by where it is written)."""
+        return {"k": self.k, "tau": self.tau, "iterations": self.iterations, "coarsen": self.coarsen}
 
     @classmethod
     def from_record(cls, record: dict) -> "GGPConfig":
-        """The inverse of :meth:`record`; KeyError / TypeError / ValueError on a malformed one."""
-        return cls(k=int(record["k"]), tau=float(record["tau"]), iterations=int(record["iterations"]))
+        """The inverse of :meth:`record`; KeyError / TypeError / ValueError on a malformed one.
+        Records written before coarse-to-fine pooling existed have no "coarsen": plain GGP."""
+        return cls(k=int(record["k"]), tau=float(record["tau"]), iterations=int(record["iterations"]),
+                   coarsen=int(record.get("coarsen", 1)))  # fmt: skip
 
     @classmethod
     def paper(cls, **overrides) -> "GGPConfig":
@@ -189,10 +194,18 @@ def build_pooling_graph(
 
     positions:  (V, 3) voxel centres (metres).
     embeddings: (V, C) affinity embeddings; required for ``weights="affinity"``.
-    knn:        precomputed neighbours (include_self=True) to reuse; else computed here.
-    cell_size:  grid cell for the CUDA kNN (pass the voxel size).
+    knn:        precomputed neighbours (include_self=True) to reuse; else computed here. With
+                ``config.coarsen`` > 1 a precomputed :class:`~.coarse_pooling.CoarseGeometry`.
+    cell_size:  grid cell for the CUDA kNN (pass the voxel size; coarse-to-fine GGP needs it).
     device:     where the graph lives (default: the device of ``embeddings``/``positions``).
+
+    ``config.coarsen`` > 1 returns a :class:`~.coarse_pooling.CoarseToFineGraph` (same ``pool``).
     """
+    if config.coarsen > 1:
+        from .coarse_pooling import CoarseGeometry, build_coarse_to_fine_graph
+
+        geometry = knn if isinstance(knn, CoarseGeometry) else None
+        return build_coarse_to_fine_graph(positions, embeddings, config, voxel_size=cell_size, geometry=geometry, device=device)
     if device is None:
         source = embeddings if isinstance(embeddings, torch.Tensor) else positions
         device = source.device if isinstance(source, torch.Tensor) else torch.device("cpu")
@@ -422,7 +435,8 @@ def _rows_sorted(neighbors: torch.Tensor) -> bool:
     return bool((neighbors[:, 1:] >= neighbors[:, :-1]).all()) if neighbors.shape[1] > 1 else True
 
 
-def _csr(neighbors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _csr(neighbors: torch.Tensor, weights: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """(V, width) torch CSR with row i holding ``weights[i]`` at columns ``neighbors[i]`` (width: V)."""
     total, k = neighbors.shape
     if _rows_sorted(neighbors):
         columns, values = neighbors.reshape(-1), weights.reshape(-1).float()
@@ -433,7 +447,7 @@ def _csr(neighbors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     rows = torch.arange(0, total * k + 1, k, device=neighbors.device, dtype=torch.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(rows, columns, values, size=(total, total))
+        return torch.sparse_csr_tensor(rows, columns, values, size=(total, total if width is None else width))
 
 
 def _sampled_dot(unit: torch.Tensor, sorted_neighbors: torch.Tensor) -> torch.Tensor:
@@ -459,13 +473,13 @@ def _pick_method(method: str, device: torch.device) -> str:
     return method
 
 
-def _scipy_csr(neighbors: torch.Tensor, weights: torch.Tensor):
+def _scipy_csr(neighbors: torch.Tensor, weights: torch.Tensor, width: int | None = None):
     from scipy.sparse import csr_matrix
 
     total, k = neighbors.shape
     values = weights.detach().cpu().numpy().reshape(-1).astype(np.float32)
     columns = neighbors.cpu().numpy().reshape(-1)
-    return csr_matrix((values, columns, np.arange(0, total * k + 1, k)), shape=(total, total))
+    return csr_matrix((values, columns, np.arange(0, total * k + 1, k)), shape=(total, total if width is None else width))
 
 
 def _iterate_scipy(matrix, values: torch.Tensor, iterations: int) -> torch.Tensor:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, CheckpointMetadata, check_text_space, load_checkpoint
+from .coarse_pooling import coarse_geometry
 from .features import input_features
 from .neighbors import KNN, grid_neighbors, knn_voxels
 from .network import StudentNet, set_conv_algorithm, to_sparse_tensor
@@ -182,10 +183,13 @@ class Segmenter:
         """Whether GGP runs at the setting calibrated for this checkpoint (model.json ``ggp``)."""
         return self.metadata.ggp is not None and self.config.ggp == self.metadata.ggp_config()
 
-    def override_ggp(self, k: int | None = None, tau: float | None = None, iterations: int | None = None) -> GGPConfig:
+    def override_ggp(
+        self, k: int | None = None, tau: float | None = None, iterations: int | None = None, coarsen: int | None = None
+    ) -> GGPConfig:
         """Replace some GGP fields (None keeps the current, e.g. the calibrated, value); before
         processing clouds -- a processed cloud keeps the graph it was built with."""
-        changes = {name: value for name, value in (("k", k), ("tau", tau), ("iterations", iterations)) if value is not None}
+        given = (("k", k), ("tau", tau), ("iterations", iterations), ("coarsen", coarsen))
+        changes = {name: value for name, value in given if value is not None}
         self.config = replace(self.config, ggp=replace(self.config.ggp, **changes))
         return self.config.ggp
 
@@ -308,7 +312,10 @@ class Segmenter:
             return None  # on CUDA the grid search runs on the device, after the network
         if self._knn_worker is None:
             self._knn_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ov3d-knn")
-        return self._knn_worker.submit(knn_voxels, voxels.centers, self.config.ggp.k, include_self=True)
+        ggp = self.config.ggp
+        if ggp.coarsen > 1:  # the cells and their neighbours are geometry too
+            return self._knn_worker.submit(coarse_geometry, voxels.centers, ggp.k, ggp.coarsen, voxels.voxel_size)
+        return self._knn_worker.submit(knn_voxels, voxels.centers, ggp.k, include_self=True)
 
     def _build_graph(self, voxels: Voxels, affinity: torch.Tensor, knn: Future | KNN | None = None) -> PoolingGraph:
         if isinstance(knn, Future):

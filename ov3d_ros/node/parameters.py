@@ -57,6 +57,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=0.0, high=10.0, constraint="0 (model's) or 0.001..10"),
     ParamSpec("ggp_iterations", -1, "Geometry-guided pooling: smoothing passes T (0 = off). -1: the model's.",
               low=-1, high=100, constraint="-1 (model's) or 0..100"),
+    ParamSpec("ggp_coarsen", 0, "Geometry-guided pooling: pool on cells this many voxels wide, then back to "
+              "voxels (1 = plain GGP). 0: the model's.", low=0, high=8, constraint="0 (model's) or 1..8"),
     ParamSpec("queries", "chair; table; monitor", "Names to find, separated by ';'. Also settable on ~/query.",
               dynamic=True, constraint="1..64 printable names of at most 200 characters"),
     ParamSpec("negatives", "wall; floor; ceiling",
@@ -164,6 +166,7 @@ class NodeSettings:
     ggp_k: int
     ggp_tau: float
     ggp_iterations: int
+    ggp_coarsen: int
     queries: str
     negatives: str
     use_background: bool

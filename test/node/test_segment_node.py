@@ -266,3 +266,7 @@ def test_ggp_parameters_default_to_the_models_calibrated_setting():
     tuned = load_segmenter(settings.replace(ggp_k=8, ggp_iterations=0))  # 0 passes = pooling off, not "the model's"
     assert (tuned.config.ggp.k, tuned.config.ggp.tau, tuned.config.ggp.iterations) == (8, calibrated.tau, 0)
     assert ", set)" in describe_model(tuned, "default")
+    assert tuned.config.ggp.coarsen == calibrated.coarsen  # 0 keeps the model's cells
+    plain = load_segmenter(settings.replace(ggp_coarsen=1))  # the node can fall back to plain GGP
+    assert plain.config.ggp.coarsen == 1 and (plain.config.ggp.tau, plain.config.ggp.iterations) == (calibrated.tau, calibrated.iterations)
+    assert "cells" not in describe_model(plain, "default")

@@ -112,6 +112,30 @@ def test_search_keeps_the_best_row_per_variant_and_records_it(random_checkpoint_
     assert no_objects.ceiling == no_objects.no_pooling == result.no_pooling
 
 
+def test_search_over_pooling_cells_scores_no_pooling_once_and_records_the_cells(random_checkpoint_5cm, room_bags, tmp_path):
+    """Random weights: the plumbing of the coarse-to-fine search, not its numbers."""
+    segmenter = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
+                                          config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)))  # fmt: skip
+    rooms = [(p.name, simulated_room_scan(p)) for p in sorted(room_bags.iterdir())]
+    result = calibrate_ggp(segmenter, rooms, segmenter.text_encoder.encode(list(CLASS_NAMES)),
+                           taus=(0.05, 0.2), iterations=(0, 2, 4), coarsen=(1, 3))  # fmt: skip
+    # taus: 1 each for uniform and distance, 2 each for the cosine variants; per variant and tau:
+    # T 0 once (no pooling is the same on any cells), T 2 and 4 on each of the 2 cell sizes
+    assert len(result.table) == (1 + 1 + 2 + 2) * (1 + 2 * 2)
+    assert {(r["coarsen"], r["T"]) for r in result.table} == {(1, 0), (1, 2), (1, 4), (3, 2), (3, 4)}
+    assert {r["miou"] for r in result.table if r["T"] == 0} == {result.no_pooling}
+    for variant, best in result.best.items():
+        top = max(r["miou"] for r in result.table if r["variant"] == variant)
+        assert best["miou"] == top and best["coarsen"] in (1, 3)
+    checkpoint = tmp_path / "ckpt"
+    save_checkpoint(checkpoint, segmenter.model.cpu(), segmenter.metadata)
+    record_ggp(checkpoint, model_record(result))
+    metadata = read_metadata(checkpoint)
+    learned = result.best["ggp_learned"]
+    assert metadata.ggp_config() == GGPConfig(k=8, tau=learned["tau"], iterations=learned["T"], coarsen=learned["coarsen"])
+    assert {v: s.coarsen for v, s in variant_settings(metadata).items()} == {v: b["coarsen"] for v, b in result.best.items()}
+
+
 def test_rooms_are_thinned_by_whole_voxels_like_training_items_and_repeatably():
     room = _room(np.random.default_rng(3))
     voxels = voxelize(room.points, 0.05)
@@ -174,6 +198,8 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert read_metadata(trained_on_room).ggp is None  # nothing recorded
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--taus", "0", "--no-progress"]) == 2
     assert "--taus must be > 0" in capsys.readouterr().err
+    assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--coarsen", "0", "--no-progress"]) == 2
+    assert "--coarsen >= 1" in capsys.readouterr().err
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--keep-ratio", "0.8", "0.5", "--no-progress"]) == 2
     assert "--keep-ratio must satisfy" in capsys.readouterr().err
     # a recipe whose keep_ratio cannot be a share of voxels: refused with its name, not a traceback

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -118,6 +119,13 @@ def test_inside_share_is_one_for_an_isolated_object_and_below_for_a_touching_one
         assert floating.inside_one_step[variant] == pytest.approx(1.0, abs=1e-5), variant
         assert floating.inside_t_steps[variant] == pytest.approx(1.0, abs=1e-5), variant
     assert min(result.inside_t_steps.values()) < 0.999  # the standing box leaks into the table
+    # a variant on coarse-to-fine cells is measured on its cells and on voxels, under its own setting
+    cells = {"ggp_learned": GGPConfig(k=8, tau=0.1, iterations=4, coarsen=2)}
+    both = cloud_affinity(plumbing_segmenter, scan, "synthetic", settings=cells)
+    assert set(both.inside_one_step) == set(result.inside_one_step) | {"ggp_learned_voxels"}
+    on_voxels = cloud_affinity(plumbing_segmenter, scan, "synthetic", settings={"ggp_learned": replace(cells["ggp_learned"], coarsen=1)})
+    assert both.inside_one_step["ggp_learned_voxels"] == on_voxels.inside_one_step["ggp_learned"]
+    assert both.inside_t_steps["ggp_learned_voxels"] == on_voxels.inside_t_steps["ggp_learned"]
 
 
 def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, scannet_npz):
@@ -168,14 +176,16 @@ def test_each_pooling_variant_is_scored_at_its_own_calibrated_setting(plumbing_s
     scan = load_scan(scannet_npz)
     piece = scan.subset((scan.points[:, 0] < np.percentile(scan.points[:, 0], 25)))
     embeddings = plumbing_segmenter.text_encoder.encode(list(CLASS_NAMES))
-    settings = {"ggp_learned": GGPConfig(k=8, tau=0.2, iterations=6), "ggp_distance": GGPConfig(k=8, iterations=2, weights="distance")}
+    settings = {"ggp_learned": GGPConfig(k=8, tau=0.2, iterations=6, coarsen=3),  # coarse-to-fine cells
+                "ggp_distance": GGPConfig(k=8, iterations=2, weights="distance")}  # fmt: skip
     report = scannet_report(plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0,), settings=settings)
     assert report.settings["ggp_learned"] == settings["ggp_learned"]
     assert report.settings["ggp_uniform"].iterations == plumbing_segmenter.config.ggp.iterations  # none given: the segmenter's
-    rows = {(r["variant"], r["k"], r["T"]): r for r in report.sweep}
-    for variant, config in settings.items():  # the sweep passes through the setting, with its tau
-        assert rows[(variant, config.k, config.iterations)]["miou"] == report.variants[variant].miou, variant
-        assert rows[(variant, config.k, config.iterations)]["tau"] == config.tau
+    rows = {(r["variant"], r["k"], r["coarsen"], r["T"]): r for r in report.sweep}
+    for variant, config in settings.items():  # the sweep passes through the setting, with its tau and cells
+        assert rows[(variant, config.k, config.coarsen, config.iterations)]["miou"] == report.variants[variant].miou, variant
+        assert rows[(variant, config.k, config.coarsen, config.iterations)]["tau"] == config.tau
+    assert ("ggp_learned", 8, 1, 6) in rows and ("ggp_distance", 8, 3, 2) not in rows  # coarse cells: plain swept too
     # the learned row is what the segmenter computes when it runs at that setting
     at_setting = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
                                            config=SegmenterConfig(device="cpu", ggp=settings["ggp_learned"]))  # fmt: skip

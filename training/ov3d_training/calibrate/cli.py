@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .ggp import CALIBRATION_FILE, DEFAULT_ITERATIONS, DEFAULT_TAUS
+from .ggp import CALIBRATION_FILE, DEFAULT_COARSEN, DEFAULT_ITERATIONS, DEFAULT_TAUS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help=f"folder for {CALIBRATION_FILE} (default: the checkpoint's)")
     parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS), help="temperatures tried")
     parser.add_argument("--iterations", type=int, nargs="+", default=list(DEFAULT_ITERATIONS), help="passes T tried")
+    parser.add_argument("--coarsen", type=int, nargs="+", default=list(DEFAULT_COARSEN),
+                        help="pooling cell widths tried, in voxels (1: plain GGP; > 1: coarse-to-fine)")  # fmt: skip
     parser.add_argument("--keep-ratio", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                         help="share of each room's voxels kept, uniform in [LOW, HIGH] (default: the student's training "
                              "items', from its recipe; 1 1 keeps rooms as rendered)")  # fmt: skip
@@ -63,8 +65,8 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     checkpoint = Path(args.student) if args.student else DEFAULT_CHECKPOINT
     try:
-        if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus):
-            raise ValueError("--taus must be > 0 and --iterations >= 0")
+        if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus) or any(c < 1 for c in args.coarsen):
+            raise ValueError("--taus must be > 0, --iterations >= 0 and --coarsen >= 1")
         if args.keep_ratio:
             check_keep_ratio(args.keep_ratio, "--keep-ratio")
         # from the library's GGP defaults, not an earlier calibration: k is kept, tau and T are searched
@@ -85,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     calibration = calibrate_ggp(segmenter, rooms, segmenter.text_encoder.encode(list(CLASS_NAMES)),
                                 tuple(args.taus), tuple(args.iterations), progress=not args.no_progress,
-                                keep_ratio=keep_ratio)  # fmt: skip
+                                keep_ratio=keep_ratio, coarsen=tuple(sorted(set(args.coarsen))))  # fmt: skip
     out = Path(args.out) if args.out else checkpoint
     out.mkdir(parents=True, exist_ok=True)
     (out / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -12,7 +12,9 @@ beyond the training range), thinned to the density the model trained at (below),
 names as queries, the report's metric (closed-set
 cosine argmax); per GGP variant and setting, one confusion matrix over all rooms (dataset-level
 mIoU, as ScanNet's benchmark). k stays at the segmenter's (a latency choice, not a quality one);
-tau is searched for the variants whose weights are a softmax of cosines, T for all. Each
+tau is searched for the variants whose weights are a softmax of cosines, T and the pooling cell
+(``coarsen``: 1 = plain GGP, f > 1 = coarse-to-fine GGP on cells f voxels wide, see
+``ov3d_ros.core.coarse_pooling``) for all. Each
 variant gets its own best setting, so the plain-geometry baselines are calibrated as fairly as
 the learned affinities. Ties go to fewer passes (cheaper), then to the smaller tau. The largest T
 of the grid (48) is the pass budget: on rooms at training density the learned affinities of the
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ov3d_ros.core.coarse_pooling import coarse_geometry
 from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
 from ov3d_ros.core.segmenter import Segmenter
@@ -49,6 +52,7 @@ from ..report.scannet import GGP_VARIANTS, WEIGHTS_OF, instance_mean, majority_p
 
 DEFAULT_TAUS = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
 DEFAULT_ITERATIONS = (0, 4, 8, 16, 24, 32, 48)
+DEFAULT_COARSEN = (1, 2, 3, 4)  # cell widths in voxels: 1 is plain GGP, > 1 coarse-to-fine
 CALIBRATION_FILE = "ggp_calibration.json"
 THINNING_SEED = 1000  # rooms' voxel subsets: numpy.random.default_rng([THINNING_SEED, room position])
 
@@ -58,8 +62,8 @@ class Calibration:
     k: int
     rooms: list[str]
     points: int  # labelled points scored per setting
-    table: list[dict]  # {"variant", "tau", "T", "miou"} for every setting tried
-    best: dict[str, dict] = field(default_factory=dict)  # variant -> {"tau", "T", "miou"}
+    table: list[dict]  # {"variant", "coarsen", "tau", "T", "miou"} for every setting tried
+    best: dict[str, dict] = field(default_factory=dict)  # variant -> {"coarsen", "tau", "T", "miou"}
     no_pooling: float | None = None  # mIoU of the raw semantic head on the same rooms
     # mIoU with each true object's voxels given their object's mean logits: the most any pooling
     # can reach on these rooms with this semantic head (how much the rooms can tell settings apart)
@@ -88,7 +92,7 @@ def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict
     return {
         **calibration.ggp(variant).record(),
         "calibration": {
-            "method": "best dataset-level ScanNet-20 mIoU over tau x T on held-out simulated rooms (ov3d-train calibrate)",
+            "method": "best dataset-level ScanNet-20 mIoU over coarsen x tau x T on held-out simulated rooms (ov3d-train calibrate)",
             "rooms": calibration.rooms,
             "points": calibration.points,
             "keep_ratio": list(calibration.keep_ratio),
@@ -100,8 +104,10 @@ def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict
 
 
 def _variant_setting(variant: str, k: int, best: dict) -> GGPConfig:
-    """One variant's GGPConfig from a calibration's ``{"tau", "T", ...}`` entry."""
-    return GGPConfig(k=k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant])
+    """One variant's GGPConfig from a calibration's ``{"tau", "T", "coarsen", ...}`` entry
+    (calibrations from before coarse-to-fine pooling have no "coarsen": plain GGP)."""
+    return GGPConfig(k=k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant],
+                     coarsen=int(best.get("coarsen", 1)))  # fmt: skip
 
 
 def simulated_room_scan(path: str | Path) -> Scan:
@@ -159,6 +165,7 @@ def calibrate_ggp(
     iterations: tuple[int, ...] = DEFAULT_ITERATIONS,
     progress: bool = False,
     keep_ratio: tuple[float, float] = (1.0, 1.0),
+    coarsen: tuple[int, ...] = (1,),
 ) -> Calibration:
     """Best tau / T per GGP variant over ``rooms`` (name, Scan with NYU40 labels), each room first
     thinned to ``keep_ratio`` of its voxels (:func:`thin_like_training`); module doc."""
@@ -187,27 +194,34 @@ def calibrate_ggp(
             at_ceiling = instance_mean(logits, voxel_object).argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
             ceiling += confusion_matrix(target, at_ceiling, len(CLASS_NAMES))
         centers = torch.from_numpy(voxels.centers).to(segmenter.device)
-        knn = knn_voxels(centers, k, include_self=True, cell_size=voxels.voxel_size)
         embeddings = pooling_embeddings(processed, segmenter.device)
-        for variant in GGP_VARIANTS:
-            variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
-            for tau in variant_taus:
-                config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant])
-                graph = build_pooling_graph(centers, embeddings[variant], config, knn=knn, device=segmenter.device)
-                for t, pooled in graph.pool_stages(logits, iterations):
-                    prediction = pooled.argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
-                    key = (variant, float(tau), t)
-                    counts = confusion_matrix(target, prediction, len(CLASS_NAMES))
-                    confusions[key] = confusions[key] + counts if key in confusions else counts
+        for factor in coarsen:  # the neighbours (or cells) are geometry: shared by every variant
+            if factor == 1:
+                geometry = knn_voxels(centers, k, include_self=True, cell_size=voxels.voxel_size)
+            else:
+                geometry = coarse_geometry(centers, k, factor, voxels.voxel_size)
+            for variant in GGP_VARIANTS:
+                variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
+                for tau in variant_taus:
+                    config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant], coarsen=factor)
+                    graph = build_pooling_graph(centers, embeddings[variant], config, knn=geometry,
+                                                cell_size=voxels.voxel_size, device=segmenter.device)  # fmt: skip
+                    for t, pooled in graph.pool_stages(logits, iterations):
+                        if t == 0 and factor != coarsen[0]:
+                            continue  # T = 0 is no pooling whatever the cells: score it once
+                        prediction = pooled.argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
+                        key = (variant, factor, float(tau), t)
+                        counts = confusion_matrix(target, prediction, len(CLASS_NAMES))
+                        confusions[key] = confusions[key] + counts if key in confusions else counts
         bar.update(1)
     bar.close()
-    table = [{"variant": v, "tau": tau, "T": t, "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2)}
-             for (v, tau, t), c in confusions.items()]  # fmt: skip
+    table = [{"variant": v, "coarsen": f, "tau": tau, "T": t, "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2)}
+             for (v, f, tau, t), c in confusions.items()]  # fmt: skip
     best = {}
     for variant in GGP_VARIANTS:
         rows = [r for r in table if r["variant"] == variant]
-        top = max(rows, key=lambda r: (r["miou"], -r["T"], -r["tau"]))
-        best[variant] = {"tau": top["tau"], "T": top["T"], "miou": top["miou"]}
+        top = max(rows, key=lambda r: (r["miou"], -r["T"], -r["tau"], -r["coarsen"]))
+        best[variant] = {"coarsen": top["coarsen"], "tau": top["tau"], "T": top["T"], "miou": top["miou"]}
     raw = next((r["miou"] for r in table if r["T"] == 0), None)  # T = 0 is the same for every variant
     top = round(100.0 * metrics_from_confusion(ceiling, CLASS_NAMES).miou, 2) if with_objects else None
     return Calibration(k, [name for name, _ in rooms], points, table, best, raw, top, (float(low), float(high)))

@@ -115,15 +115,15 @@ def markdown(result: dict) -> str:
     from .plots import LABELS
 
     settings = result.get("ggp_settings") or {}
-    lines = ["| variant | GGP k / tau / T | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|---|"]
+    lines = ["| variant | GGP k / tau / T / cells | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|---|"]
     for name, row in result["scannet"].items():
         ggp = settings.get(name)
-        cell = f"{ggp['k']} / {ggp['tau']:g} / {ggp['iterations']}" if ggp else "-"
+        cell = f"{ggp['k']} / {ggp['tau']:g} / {ggp['iterations']} / {ggp.get('coarsen', 1)}" if ggp else "-"
         lines.append(f"| {LABELS[name]} | {cell} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |")
     s = result["scannet"]
     if "ggp_learned" in s:
         best_plain = max(s[v]["miou"] for v in ("ggp_uniform", "ggp_distance", "ggp_geometric"))
-        where = "each variant at its tau / T calibrated on held-out simulated rooms" if result.get("ggp_calibration") else \
+        where = "each variant at its tau / T / cells calibrated on held-out simulated rooms" if result.get("ggp_calibration") else \
             f"all at k={result['ggp_shipped']['k']}, T={result['ggp_shipped']['iterations']}"
         lines += ["", f"GGP learned vs no pooling: {s['ggp_learned']['miou'] - s['student']['miou']:+.2f} mIoU; "
                       f"vs the best plain geometric pooling: {s['ggp_learned']['miou'] - best_plain:+.2f} mIoU ({where})."]  # fmt: skip

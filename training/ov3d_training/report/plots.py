@@ -17,6 +17,10 @@ LABELS = {
     "ggp_distance": "GGP distance weights",
     "ggp_geometric": "GGP geometric embedding",
     "ggp_learned": "GGP learned affinity",
+    "ggp_uniform_voxels": "GGP uniform weights, on voxels",
+    "ggp_distance_voxels": "GGP distance weights, on voxels",
+    "ggp_geometric_voxels": "GGP geometric embedding, on voxels",
+    "ggp_learned_voxels": "GGP learned affinity, on voxels",
     "student_instance_mean": "student, mean over each true object (pooling's ceiling)",
     "teacher_instance_mean": "teacher, mean over each true object (pooling's ceiling)",
     "teacher_ggp_uniform": "teacher + GGP uniform weights",
@@ -64,7 +68,9 @@ def sweep_curves(report: ScanNetReport, path: Path, metric: str = "miou") -> Pat
     for ax, variant_pair in zip(axes, (("ggp_learned", "ggp_distance"), ("ggp_geometric", "ggp_uniform"))):
         for ci, k in enumerate(ks):
             for variant, style in zip(variant_pair, ("-", "--")):
-                pts = sorted((r["T"], r[metric]) for r in rows if r["k"] == k and r["variant"] == variant)
+                cells = report.settings[variant].coarsen if variant in report.settings else 1
+                pts = sorted((r["T"], r[metric]) for r in rows
+                             if r["k"] == k and r["variant"] == variant and r.get("coarsen", 1) == cells)  # fmt: skip
                 ax.plot(*zip(*pts), style, color=colours[ci % len(colours)], marker="o", ms=3,
                         label=f"k={k} {LABELS[variant]}")  # fmt: skip
         ax.axhline(report.variants["student"].row()[metric], color="grey", lw=1, ls=":", label="no pooling")
@@ -73,7 +79,9 @@ def sweep_curves(report: ScanNetReport, path: Path, metric: str = "miou") -> Pat
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     shipped = report.shipped
-    fig.suptitle(f"GGP sweeps on ScanNet scene0000_00 (shipped: k={shipped.k}, T={shipped.iterations}, tau={shipped.tau})")
+    cells = f", cells of {shipped.coarsen}^3 voxels" if shipped.coarsen > 1 else ""
+    fig.suptitle(f"GGP sweeps on ScanNet scene0000_00, each variant at its own tau and cells "
+                 f"(shipped: k={shipped.k}, T={shipped.iterations}, tau={shipped.tau}{cells})")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

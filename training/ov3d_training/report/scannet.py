@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ov3d_ros.core.coarse_pooling import coarse_geometry
 from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
 from ov3d_ros.core.segmenter import Segmenter
@@ -115,7 +116,7 @@ def scannet_report(
 
     ``settings``: each GGP variant's own setting (calibrated on held-out rooms, never on this
     scan; ``ov3d_training.calibrate``); a variant without one uses the segmenter's GGP. The k / T
-    sweep keeps each variant's tau."""
+    sweep keeps each variant's tau and pooling cells (plus plain cells where those are coarse)."""
     shipped = segmenter.config.ggp
     chosen = {v: variant_setting(v, settings, shipped) for v in GGP_VARIANTS}
     processed = segmenter.process(scan)
@@ -143,22 +144,29 @@ def scannet_report(
                 bounds[f"{name}_instance_mean"] = scorer(object_mean)
                 predictions[f"{name}_instance_mean"] = scorer.predict(object_mean)
 
-    # the sweep passes through every variant's own setting: its table row is read off there
+    # the sweep passes through every variant's own setting: its table row is read off there. A
+    # variant calibrated to coarse-to-fine cells is swept on plain GGP (coarsen 1) as well.
     sweep: list[dict] = []
     wanted_t = set(iterations) | {c.iterations for c in chosen.values()}
+    voxel_size = processed.voxels.voxel_size
     for k in sorted(set(ks) | {c.k for c in chosen.values()}):
-        knn = knn_voxels(centers, k, include_self=True, cell_size=processed.voxels.voxel_size)
+        geometry = {1: knn_voxels(centers, k, include_self=True, cell_size=voxel_size)}
         for variant in GGP_VARIANTS:
             own = chosen[variant]
-            graph = build_pooling_graph(centers, embeddings[variant], replace(own, k=k), knn=knn, device=device)
-            for t, pooled in graph.pool_stages(logits, wanted_t):
-                scores = scorer(pooled)
-                sweep.append({"variant": variant, "k": k, "T": t, "tau": own.tau, "miou": scores.miou, "fmiou": scores.fmiou})
-                if (k, t) == (own.k, own.iterations):
-                    variants[variant] = scores
-                    predictions[variant] = scorer.predict(pooled)
-            if k == own.k and teacher_logits is not None:
-                bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, own.iterations))
+            for factor in sorted({1, own.coarsen}):
+                if factor not in geometry:
+                    geometry[factor] = coarse_geometry(centers, k, factor, voxel_size)
+                graph = build_pooling_graph(centers, embeddings[variant], replace(own, k=k, coarsen=factor),
+                                            knn=geometry[factor], cell_size=voxel_size, device=device)  # fmt: skip
+                for t, pooled in graph.pool_stages(logits, wanted_t):
+                    scores = scorer(pooled)
+                    sweep.append({"variant": variant, "k": k, "coarsen": factor, "T": t, "tau": own.tau,
+                                  "miou": scores.miou, "fmiou": scores.fmiou})  # fmt: skip
+                    if (k, factor, t) == (own.k, own.coarsen, own.iterations):
+                        variants[variant] = scores
+                        predictions[variant] = scorer.predict(pooled)
+                if (k, factor) == (own.k, own.coarsen) and teacher_logits is not None:
+                    bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, own.iterations))
     return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
                          processed.num_voxels, processed.voxels.voxel_size, bounds, chosen)  # fmt: skip
 

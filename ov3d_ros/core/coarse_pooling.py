@@ -187,10 +187,7 @@ def build_coarse_to_fine_graph(
     m = min(PROLONG_CELLS, geometry.knn.indices.shape[1])
     candidates = geometry.knn.indices[geometry.cell_of, :m]  # (V, m), own cell first
     if config.weights == "affinity":
-        weights = torch.cat([
-            torch.softmax((unit[s : s + _CHUNK, None, :] * cell_unit[candidates[s : s + _CHUNK]]).sum(-1) / config.tau, dim=1)
-            for s in range(0, len(candidates), _CHUNK)
-        ]) if len(candidates) else torch.zeros((0, m), device=pos.device)  # fmt: skip
+        weights = _affinity_to_cells(unit, cell_unit, candidates, config.tau)
     elif config.weights == "distance":
         weights = distance_weights((pos[:, None, :] - geometry.centers[candidates]).norm(dim=2))
     else:
@@ -198,6 +195,17 @@ def build_coarse_to_fine_graph(
     candidates, order = torch.sort(candidates, dim=1)
     weights = torch.gather(weights.float(), 1, order)
     return CoarseToFineGraph(geometry.cell_of, geometry.counts, coarse, candidates, weights)
+
+
+def _affinity_to_cells(unit: torch.Tensor, cell_unit: torch.Tensor, candidates: torch.Tensor, tau: float) -> torch.Tensor:
+    """(V, m) softmax over each voxel's candidate cells of cos(voxel, cell) / tau, in chunks of
+    voxels so that the (chunk, m, C) gathered cell embeddings stay small."""
+    weights = torch.empty(candidates.shape, dtype=torch.float32, device=unit.device)
+    for start in range(0, len(candidates), _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        cosine = (unit[rows, None, :] * cell_unit[candidates[rows]]).sum(dim=-1)
+        weights[rows] = torch.softmax(cosine / tau, dim=1)
+    return weights
 
 
 def _as_values(values, total: int, device: torch.device) -> torch.Tensor:

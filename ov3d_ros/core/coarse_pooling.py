@@ -25,15 +25,20 @@ R, W_c and P are row-stochastic and linear: constant fields stay constant and th
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .neighbors import KNN, knn_voxels
-
-if TYPE_CHECKING:  # pooling.py imports this module lazily; the reverse import is for typing only
-    from .pooling import PoolingGraph
+from .pooling import (  # pooling.py imports this module only inside build_pooling_graph: no cycle
+    PoolingGraph,
+    _as_values,
+    _csr,
+    _scipy_csr,
+    build_pooling_graph,
+    distance_weights,
+    uniform_weights,
+)
 
 PROLONG_CELLS = 8  # m: cells each voxel draws from (its own cell's nearest, itself first)
 _CHUNK = 16384  # voxels per chunk when weighing prolongation candidates (bounds V x m x C memory)
@@ -57,6 +62,18 @@ class CoarseGeometry:
     @property
     def num_cells(self) -> int:
         return len(self.centers)
+
+    def to(self, device: torch.device | str) -> "CoarseGeometry":
+        return CoarseGeometry(self.cell_of.to(device), self.counts.to(device), self.centers.to(device),
+                              KNN(self.knn.indices.to(device), self.knn.distances.to(device)))  # fmt: skip
+
+
+def pooling_geometry(positions: np.ndarray | torch.Tensor, k: int, coarsen: int, voxel_size: float) -> KNN | CoarseGeometry:
+    """What a GGP graph needs of the geometry alone, for ``build_pooling_graph(knn=...)``: the
+    voxels' k nearest voxels (coarsen 1), or the cells and their k nearest cells (coarsen > 1)."""
+    if coarsen > 1:
+        return coarse_geometry(positions, k, coarsen, voxel_size)
+    return knn_voxels(positions, k, include_self=True, cell_size=voxel_size)
 
 
 def coarse_geometry(positions: np.ndarray | torch.Tensor, k: int, factor: int, voxel_size: float) -> CoarseGeometry:
@@ -116,8 +133,6 @@ class CoarseToFineGraph:
 
     def prolong(self, cell_values: torch.Tensor) -> torch.Tensor:
         """(Vc, C) -> (V, C): each voxel's weighted mean over its candidate cells."""
-        from .pooling import _csr, _scipy_csr
-
         on_cpu = cell_values.device.type == "cpu"  # scipy's product on CPU, as for the plain graph
         if self._prolong is None:
             build = _scipy_csr if on_cpu else _csr
@@ -161,18 +176,13 @@ def build_coarse_to_fine_graph(
     device: torch.device | str | None = None,
 ) -> CoarseToFineGraph:
     """The coarse-to-fine graph for ``config.coarsen`` > 1 (build_pooling_graph dispatches here)."""
-    from .pooling import build_pooling_graph, distance_weights, uniform_weights
-
     if voxel_size is None:
         raise ValueError("coarse-to-fine GGP needs the voxel size (cell_size)")
     pos = torch.as_tensor(np.asarray(positions) if not isinstance(positions, torch.Tensor) else positions).float()
     pos = pos.to(device) if device is not None else pos
     if geometry is None:
         geometry = coarse_geometry(pos, config.k, config.coarsen, voxel_size)
-    geometry = CoarseGeometry(
-        geometry.cell_of.to(pos.device), geometry.counts.to(pos.device), geometry.centers.to(pos.device),
-        KNN(geometry.knn.indices.to(pos.device), geometry.knn.distances.to(pos.device)),
-    )  # fmt: skip
+    geometry = geometry.to(pos.device)  # built on the kNN worker (CPU) or here
     unit = cell_unit = None
     if config.weights == "affinity":
         if embeddings is None:
@@ -206,9 +216,3 @@ def _affinity_to_cells(unit: torch.Tensor, cell_unit: torch.Tensor, candidates: 
         cosine = (unit[rows, None, :] * cell_unit[candidates[rows]]).sum(dim=-1)
         weights[rows] = torch.softmax(cosine / tau, dim=1)
     return weights
-
-
-def _as_values(values, total: int, device: torch.device) -> torch.Tensor:
-    from .pooling import _as_values as as_values
-
-    return as_values(values, total, device)

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, CheckpointMetadata, check_text_space, load_checkpoint
-from .coarse_pooling import coarse_geometry
+from .coarse_pooling import pooling_geometry
 from .features import input_features
-from .neighbors import KNN, grid_neighbors, knn_voxels
+from .neighbors import KNN, grid_neighbors
 from .network import StudentNet, set_conv_algorithm, to_sparse_tensor
 from .objects import extract_objects
 from .pooling import GGPConfig, PoolingGraph, build_pooling_graph
@@ -312,10 +312,8 @@ class Segmenter:
             return None  # on CUDA the grid search runs on the device, after the network
         if self._knn_worker is None:
             self._knn_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ov3d-knn")
-        ggp = self.config.ggp
-        if ggp.coarsen > 1:  # the cells and their neighbours are geometry too
-            return self._knn_worker.submit(coarse_geometry, voxels.centers, ggp.k, ggp.coarsen, voxels.voxel_size)
-        return self._knn_worker.submit(knn_voxels, voxels.centers, ggp.k, include_self=True)
+        ggp = self.config.ggp  # with cells, the cells and their neighbours are geometry too
+        return self._knn_worker.submit(pooling_geometry, voxels.centers, ggp.k, ggp.coarsen, voxels.voxel_size)
 
     def _build_graph(self, voxels: Voxels, affinity: torch.Tensor, knn: Future | KNN | None = None) -> PoolingGraph:
         if isinstance(knn, Future):

@@ -39,8 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ov3d_ros.core.coarse_pooling import coarse_geometry
-from ov3d_ros.core.neighbors import knn_voxels
+from ov3d_ros.core.coarse_pooling import pooling_geometry
 from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.core.voxel import voxelize
@@ -196,10 +195,7 @@ def calibrate_ggp(
         centers = torch.from_numpy(voxels.centers).to(segmenter.device)
         embeddings = pooling_embeddings(processed, segmenter.device)
         for factor in coarsen:  # the neighbours (or cells) are geometry: shared by every variant
-            if factor == 1:
-                geometry = knn_voxels(centers, k, include_self=True, cell_size=voxels.voxel_size)
-            else:
-                geometry = coarse_geometry(centers, k, factor, voxels.voxel_size)
+            geometry = pooling_geometry(centers, k, factor, voxels.voxel_size)
             for variant in GGP_VARIANTS:
                 variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
                 for tau in variant_taus:

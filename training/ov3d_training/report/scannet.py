@@ -38,8 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ov3d_ros.core.coarse_pooling import coarse_geometry
-from ov3d_ros.core.neighbors import knn_voxels
+from ov3d_ros.core.coarse_pooling import pooling_geometry
 from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.eval.metrics import confusion_matrix, evaluate, restrict_classes
@@ -150,12 +149,12 @@ def scannet_report(
     wanted_t = set(iterations) | {c.iterations for c in chosen.values()}
     voxel_size = processed.voxels.voxel_size
     for k in sorted(set(ks) | {c.k for c in chosen.values()}):
-        geometry = {1: knn_voxels(centers, k, include_self=True, cell_size=voxel_size)}
+        geometry = {}
         for variant in GGP_VARIANTS:
             own = chosen[variant]
             for factor in sorted({1, own.coarsen}):
                 if factor not in geometry:
-                    geometry[factor] = coarse_geometry(centers, k, factor, voxel_size)
+                    geometry[factor] = pooling_geometry(centers, k, factor, voxel_size)
                 graph = build_pooling_graph(centers, embeddings[variant], replace(own, k=k, coarsen=factor),
                                             knn=geometry[factor], cell_size=voxel_size, device=device)  # fmt: skip
                 for t, pooled in graph.pool_stages(logits, wanted_t):

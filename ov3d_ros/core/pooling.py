@@ -97,6 +97,9 @@ class GGPConfig:
     iterations: int = 24
     weights: str = "affinity"
     coarsen: int = 1  # > 1: pool on cells of coarsen^3 voxels, then back to voxels (coarse_pooling.py)
+    # share of the cloud's mean semantic feature removed before pooling and scoring (query.py's
+    # "Centering"); calibrated with the pooling, since the best pooling depends on the field it pools
+    centering: float = 0.0
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -109,18 +112,21 @@ class GGPConfig:
             raise ValueError(f"GGP weights must be one of {WEIGHT_KINDS}, got {self.weights!r}")
         if self.coarsen < 1:
             raise ValueError(f"GGP coarsen must be >= 1, got {self.coarsen}")
+        if not 0.0 <= self.centering <= 1.0:
+            raise ValueError(f"GGP centering must be in [0, 1], got {self.centering}")
 
     def record(self) -> dict:
-        """``{"k", "tau", "iterations", "coarsen"}``: how model.json, ``ov3d-eval --json`` and the
-        benchmarks write a GGP setting (the weights kind is implied by where it is written)."""
-        return {"k": self.k, "tau": self.tau, "iterations": self.iterations, "coarsen": self.coarsen}
+        """``{"k", "tau", "iterations", "coarsen", "centering"}``: how model.json, ``ov3d-eval --json``
+        and the benchmarks write a GGP setting (the weights kind is implied by where it is written)."""
+        return {"k": self.k, "tau": self.tau, "iterations": self.iterations, "coarsen": self.coarsen,
+                "centering": self.centering}  # fmt: skip
 
     @classmethod
     def from_record(cls, record: dict) -> "GGPConfig":
         """The inverse of :meth:`record`; KeyError / TypeError / ValueError on a malformed one.
-        Records written before coarse-to-fine pooling existed have no "coarsen": plain GGP."""
+        Older records have no "coarsen" (plain GGP) or "centering" (none)."""
         return cls(k=int(record["k"]), tau=float(record["tau"]), iterations=int(record["iterations"]),
-                   coarsen=int(record.get("coarsen", 1)))  # fmt: skip
+                   coarsen=int(record.get("coarsen", 1)), centering=float(record.get("centering", 0.0)))  # fmt: skip
 
     @classmethod
     def paper(cls, **overrides) -> "GGPConfig":

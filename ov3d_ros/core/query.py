@@ -24,6 +24,14 @@ features then scoring all give the same logits (see :mod:`.pooling`; tested). Po
 are *not* re-normalised before scoring, which is what keeps the scores equal as well as the
 labels. :func:`score_features` is the feature path, kept to check the others.
 
+Centering (``centered(alpha)``): s_i <- normalise(s_i - alpha * mean_j s_j), the cloud's mean unit
+feature partly removed from every voxel's before pooling and scoring. Why: a student distilled
+on simulation gives every voxel of a real scan a large shared component (what "indoor scene
+surface" looks like to it); the cosine with each class name then leans on how close that name
+is to the shared part rather than on what the voxel adds, and the same few names win
+everywhere. The share alpha is calibrated per model with the pooling (``GGPConfig.centering``).
+It needs no labels and no queries, and a LowRankSemantic stays factored (one more rank).
+
 Score (what the node thresholds)
 --------------------------------
 score = softmax over all candidates of logits / T (T = the checkpoint's ``score_temperature``),
@@ -43,7 +51,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -109,6 +116,19 @@ class DenseSemantic:
         """(V, D) float32 unit features."""
         return self.unit_features.float()
 
+    def mean(self) -> torch.Tensor:
+        """(D,) float32 mean of the unit features over the voxels."""
+        return self.unit_features.float().mean(dim=0)
+
+    def centered(self, alpha: float) -> "DenseSemantic":
+        """The field with ``alpha`` times the voxels' mean feature removed, rows re-normalised
+        (module doc); alpha = 0 or an empty field: itself."""
+        if alpha == 0 or self.num_voxels == 0:
+            return self
+        unit = self.unit_features.float()
+        shifted = (unit - float(alpha) * self.mean()[None, :]) * (unit.norm(dim=1, keepdim=True) > 0)  # zero rows stay zero
+        return DenseSemantic(normalise_features(shifted).to(self.unit_features.dtype))
+
 
 @dataclass
 class LowRankSemantic:
@@ -131,9 +151,14 @@ class LowRankSemantic:
 
     @classmethod
     def from_linear(cls, hidden: torch.Tensor, layer: torch.nn.Linear) -> "LowRankSemantic":
-        hidden = hidden.float()
         weight = layer.weight.detach().float()
         bias = layer.bias.detach().float() if layer.bias is not None else weight.new_zeros(weight.shape[0])
+        return cls.from_factors(hidden, weight, bias)
+
+    @classmethod
+    def from_factors(cls, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> "LowRankSemantic":
+        """The unit field normalise(hidden @ weight.T + bias): (V, H), (D, H), (D,)."""
+        hidden, weight, bias = hidden.float(), weight.float(), bias.float()
         # the quadratic form in float64: its terms can be much larger than the norm they sum to
         h64, w64, b64 = hidden.double(), weight.double(), bias.double()
         gram, cross = w64.T @ w64, w64.T @ b64
@@ -163,6 +188,23 @@ class LowRankSemantic:
     def features(self) -> torch.Tensor:
         """(V, D) float32 unit features, materialised."""
         return torch.addmm(self.bias[None, :], self.hidden, self.weight.T) * self.inv_norm[:, None]
+
+    def mean(self) -> torch.Tensor:
+        """(D,) float32 mean unit feature, from the factors: weight mean(inv_norm h) + mean(inv_norm) bias."""
+        return self.weight @ (self.hidden * self.inv_norm[:, None]).mean(dim=0) + self.inv_norm.mean() * self.bias
+
+    def centered(self, alpha: float) -> "LowRankSemantic":
+        """The field with ``alpha`` times the voxels' mean feature removed, re-normalised (module
+        doc), still factored: s_i - alpha mu = inv_norm_i (weight h_i + bias - alpha |s~_i| mu), so
+        hidden gains the channel alpha |s~_i| (|s~_i| = 1 / inv_norm_i, the unnormalised output's
+        length) and weight the column -mu. alpha = 0 or an empty field: itself."""
+        if alpha == 0 or self.num_voxels == 0:
+            return self
+        mu = self.mean()
+        length = torch.where(self.inv_norm > 0, 1.0 / self.inv_norm.clamp(min=1e-30), torch.zeros_like(self.inv_norm))
+        hidden = torch.cat([self.hidden, float(alpha) * length[:, None]], dim=1)
+        weight = torch.cat([self.weight, -mu[:, None]], dim=1)
+        return LowRankSemantic.from_factors(hidden, weight, self.bias)
 
     def pooled(self, pool) -> "PooledLowRank":
         """GGP of this field once, for every future query (``pool``: (V, C) -> (V, C)).

@@ -184,11 +184,12 @@ class Segmenter:
         return self.metadata.ggp is not None and self.config.ggp == self.metadata.ggp_config()
 
     def override_ggp(
-        self, k: int | None = None, tau: float | None = None, iterations: int | None = None, coarsen: int | None = None
+        self, k: int | None = None, tau: float | None = None, iterations: int | None = None, coarsen: int | None = None,
+        centering: float | None = None,
     ) -> GGPConfig:
         """Replace some GGP fields (None keeps the current, e.g. the calibrated, value); before
-        processing clouds -- a processed cloud keeps the graph it was built with."""
-        given = (("k", k), ("tau", tau), ("iterations", iterations), ("coarsen", coarsen))
+        processing clouds -- a processed cloud keeps the graph and field it was built with."""
+        given = (("k", k), ("tau", tau), ("iterations", iterations), ("coarsen", coarsen), ("centering", centering))
         changes = {name: value for name, value in given if value is not None}
         self.config = replace(self.config, ggp=replace(self.config.ggp, **changes))
         return self.config.ggp
@@ -276,6 +277,8 @@ class Segmenter:
                 hidden, affinity = self.model.forward_factored(sparse)
                 with torch.autocast("cuda", enabled=False):  # norms in full precision
                     semantic = LowRankSemantic.from_linear(hidden, self.model.semantic_head.output_layer)
+                    # calibrated on the student's features: a cloud's own lifted features keep theirs
+                    semantic = semantic.centered(self.config.ggp.centering)
             affinity = affinity.float()
         _sync(self.device)
         timings["network"], tick = _lap(tick)

@@ -59,6 +59,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=-1, high=100, constraint="-1 (model's) or 0..100"),
     ParamSpec("ggp_coarsen", 0, "Geometry-guided pooling: pool on cells this many voxels wide, then back to "
               "voxels (1 = plain GGP). 0: the model's.", low=0, high=8, constraint="0 (model's) or 1..8"),
+    ParamSpec("ggp_centering", -1.0, "Share of each cloud's mean semantic feature removed before pooling and "
+              "scoring (0 = none). -1: the model's.", low=-1.0, high=1.0, constraint="-1 (model's) or 0..1"),
     ParamSpec("queries", "chair; table; monitor", "Names to find, separated by ';'. Also settable on ~/query.",
               dynamic=True, constraint="1..64 printable names of at most 200 characters"),
     ParamSpec("negatives", "wall; floor; ceiling",
@@ -121,6 +123,8 @@ def validate_value(name: str, value: Any) -> str | None:
             return f"voxel_size must be 0 (the checkpoint's) or >= 0.005 m, got {value}"
         if name == "ggp_tau" and 0.0 < value < 0.001:
             return f"ggp_tau must be 0 (the model's) or >= 0.001, got {value}"
+        if name == "ggp_centering" and -1.0 < value < 0.0:
+            return f"ggp_centering must be -1 (the model's) or 0..1, got {value}"
         return _number_ok(spec, value)
     if kind is str:
         if spec.choices and value not in spec.choices:
@@ -167,6 +171,7 @@ class NodeSettings:
     ggp_tau: float
     ggp_iterations: int
     ggp_coarsen: int
+    ggp_centering: float
     queries: str
     negatives: str
     use_background: bool

@@ -89,10 +89,11 @@ def load_segmenter(settings: NodeSettings):
             settings.checkpoint or None, device=settings.device, config=config,
             allow_untrained=settings.allow_untrained,
         )
-        # 0 / 0 / -1 / 0 keep the model's calibrated GGP (model.json "ggp")
+        # 0 / 0 / -1 / 0 / -1 keep the model's calibrated GGP (model.json "ggp")
         segmenter.override_ggp(k=settings.ggp_k or None, tau=settings.ggp_tau or None,
                                iterations=settings.ggp_iterations if settings.ggp_iterations >= 0 else None,
-                               coarsen=settings.ggp_coarsen or None)  # fmt: skip
+                               coarsen=settings.ggp_coarsen or None,
+                               centering=settings.ggp_centering if settings.ggp_centering >= 0 else None)  # fmt: skip
         return segmenter
     except (CheckpointError, TextEncoderError, RuntimeError, OSError, ValueError) as exc:
         raise StartupError(str(exc)) from exc
@@ -104,8 +105,9 @@ def describe_model(segmenter: Any, source: str) -> str:
     ggp = segmenter.config.ggp
     origin = "calibrated" if segmenter.ggp_calibrated else "set"
     cells = f" on {ggp.coarsen}-voxel cells" if ggp.coarsen > 1 else ""
+    centred = f", centering {ggp.centering:g}" if ggp.centering > 0 else ""
     return (f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id}; "
-            f"GGP k {ggp.k} tau {ggp.tau:g} T {ggp.iterations}{cells}, {origin})")  # fmt: skip
+            f"GGP k {ggp.k} tau {ggp.tau:g} T {ggp.iterations}{cells}{centred}, {origin})")  # fmt: skip
 
 
 def subsample(scan: Scan, max_points: int) -> Scan:

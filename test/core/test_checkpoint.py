@@ -228,7 +228,7 @@ def test_calibrated_ggp_is_recorded_without_touching_the_weights_and_used_by_def
     loaded, metadata = load_checkpoint(directory)  # the recorded hash still matches
     assert metadata.ggp_config() == GGPConfig(k=12, tau=0.07, iterations=32)
     # the format read back; a record from before coarse-to-fine pooling means plain GGP
-    assert metadata.ggp_config().record() == {"k": 12, "tau": 0.07, "iterations": 32, "coarsen": 1}
+    assert metadata.ggp_config().record() == {"k": 12, "tau": 0.07, "iterations": 32, "coarsen": 1, "centering": 0.0}
     assert metadata.ggp["calibration"]["rooms"] == ["scene_1000"]
     assert not list(directory.glob("*.tmp*"))
 

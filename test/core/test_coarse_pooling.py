@@ -136,12 +136,16 @@ def test_geometry_groups_voxels_into_cells(corner):
 
 
 def test_config_records_the_cells_and_reads_records_from_before_them():
-    config = GGPConfig(k=12, tau=0.1, iterations=30, coarsen=3)
-    assert config.record() == {"k": 12, "tau": 0.1, "iterations": 30, "coarsen": 3}
+    config = GGPConfig(k=12, tau=0.1, iterations=30, coarsen=3, centering=0.25)
+    assert config.record() == {"k": 12, "tau": 0.1, "iterations": 30, "coarsen": 3, "centering": 0.25}
     assert GGPConfig.from_record(config.record()) == config
-    assert GGPConfig.from_record({"k": 12, "tau": 0.1, "iterations": 30}).coarsen == 1  # older model.json
+    older = GGPConfig.from_record({"k": 12, "tau": 0.1, "iterations": 30})  # model.json from before both
+    assert older.coarsen == 1 and older.centering == 0.0
     with pytest.raises(ValueError, match="coarsen"):
         GGPConfig(coarsen=0)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="centering"):
+            GGPConfig(centering=bad)
 
 
 def test_segmenter_builds_the_cells_on_its_worker_thread_and_labels_the_cloud(random_checkpoint_5cm, corner):

@@ -109,6 +109,42 @@ def test_low_rank_field_zero_output_has_zero_logits():
     assert torch.equal(field.logits(torch.randn(3, 8)), torch.zeros(5, 3))
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_centered_fields_remove_the_mean_and_stay_unit(alpha):
+    """centered(alpha) == normalise(s_i - alpha * mean s), factored and dense alike."""
+    torch.manual_seed(2)
+    layer = torch.nn.Linear(16, 64)
+    with torch.no_grad():
+        layer.bias.add_(1.0)  # a large shared component, as the real student's features have
+    hidden = torch.randn(300, 16)
+    field = LowRankSemantic.from_linear(hidden, layer)
+    unit = torch.nn.functional.normalize(layer(hidden).detach(), dim=1)
+    expected = torch.nn.functional.normalize(unit - alpha * unit.mean(dim=0), dim=1)
+    np.testing.assert_allclose(field.mean().numpy(), unit.mean(dim=0).numpy(), atol=1e-5)
+    centered = field.centered(alpha)
+    assert isinstance(centered, LowRankSemantic)
+    assert centered.rank == field.rank + (alpha > 0)  # one channel more, still factored
+    np.testing.assert_allclose(centered.features().numpy(), expected.numpy(), atol=1e-5)
+    text = torch.nn.functional.normalize(torch.randn(5, 64), dim=1)
+    np.testing.assert_allclose(centered.logits(text).numpy(), (expected @ text.T).numpy(), atol=1e-5)
+    np.testing.assert_allclose(DenseSemantic(unit).centered(alpha).features().numpy(), expected.numpy(), atol=1e-5)
+    if alpha > 0:  # the shared part really goes: the mean cosine between voxels drops
+        assert float(centered.features().mean(dim=0).norm()) < float(unit.mean(dim=0).norm()) - 0.15
+
+
+def test_centering_keeps_zero_rows_and_empty_fields():
+    dense = DenseSemantic(torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.6, 0.8]]), dim=1))
+    assert torch.equal(dense.centered(0.5).features()[1], torch.zeros(2))
+    layer = torch.nn.Linear(4, 8)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.zero_()
+    zero = LowRankSemantic.from_linear(torch.randn(5, 4), layer).centered(0.5)
+    assert torch.equal(zero.logits(torch.randn(3, 8)), torch.zeros(5, 3))
+    empty = DenseSemantic(torch.zeros((0, 8)))
+    assert empty.centered(0.5) is empty
+
+
 def test_logit_pooling_and_feature_pooling_give_identical_labels(scannet_npz):
     """GGP on the (V, Q) logits == GGP on the (V, D) features, then scoring (real geometry)."""
     data = np.load(scannet_npz)

@@ -270,3 +270,6 @@ def test_ggp_parameters_default_to_the_models_calibrated_setting():
     plain = load_segmenter(settings.replace(ggp_coarsen=1))  # the node can fall back to plain GGP
     assert plain.config.ggp.coarsen == 1 and (plain.config.ggp.tau, plain.config.ggp.iterations) == (calibrated.tau, calibrated.iterations)
     assert "cells" not in describe_model(plain, "default")
+    assert tuned.config.ggp.centering == calibrated.centering  # -1 keeps the model's centering
+    uncentred = load_segmenter(settings.replace(ggp_centering=0.0))  # 0 is "none", not "the model's"
+    assert uncentred.config.ggp.centering == 0.0 and uncentred.config.ggp.coarsen == calibrated.coarsen

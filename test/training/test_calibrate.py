@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -136,6 +137,35 @@ def test_search_over_pooling_cells_scores_no_pooling_once_and_records_the_cells(
     assert {v: s.coarsen for v, s in variant_settings(metadata).items()} == {v: b["coarsen"] for v, b in result.best.items()}
 
 
+def test_search_over_centering_scores_each_share_and_records_the_chosen_one(random_checkpoint_5cm, room_bags, tmp_path):
+    """Random weights: the plumbing of the centering search, not its numbers."""
+    config = SegmenterConfig(device="cpu", ggp=GGPConfig(k=8, centering=0.75))  # a caller's centering is not used...
+    segmenter = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True, config=config)
+    rooms = [(p.name, simulated_room_scan(p)) for p in sorted(room_bags.iterdir())]
+    embeddings = segmenter.text_encoder.encode(list(CLASS_NAMES))
+    result = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.1,), iterations=(0, 4), centering=(0.0, 0.5, 1.0))
+    assert segmenter.config.ggp.centering == 0.75  # ...and is restored afterwards
+    assert len(result.table) == 4 * 2 * 3
+    assert {r["centering"] for r in result.table} == {0.0, 0.5, 1.0}
+    # T = 0 at centering 0 is the raw head; the best centred unpooled row is the fair baseline
+    unpooled = {r["centering"]: r["miou"] for r in result.table if r["T"] == 0}
+    assert unpooled[0.0] == result.no_pooling
+    assert result.no_pooling_centered["miou"] == max(unpooled.values())
+    assert unpooled[result.no_pooling_centered["centering"]] == result.no_pooling_centered["miou"]
+    plain = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.1,), iterations=(0, 4))
+    assert plain.no_pooling == result.no_pooling  # the grid's centering 0 is the uncentred field
+    for variant, best in result.best.items():
+        assert best["miou"] == max(r["miou"] for r in result.table if r["variant"] == variant)
+    checkpoint = tmp_path / "ckpt"
+    save_checkpoint(checkpoint, segmenter.model.cpu(), segmenter.metadata)
+    record_ggp(checkpoint, model_record(result))
+    metadata = read_metadata(checkpoint)
+    learned = result.best["ggp_learned"]
+    assert metadata.ggp_config().centering == learned["centering"]
+    assert {v: s.centering for v, s in variant_settings(metadata).items()} == {v: b["centering"] for v, b in result.best.items()}
+    assert metadata.ggp["calibration"]["no_pooling_centered"] == result.no_pooling_centered
+
+
 def test_rooms_are_thinned_by_whole_voxels_like_training_items_and_repeatably():
     room = _room(np.random.default_rng(3))
     voxels = voxelize(room.points, 0.05)
@@ -241,3 +271,13 @@ def test_the_shipped_model_knows_its_training_rooms_and_was_calibrated_on_others
     assert calibration["no_pooling_miou"] < calibration["variants"]["ggp_learned"]["miou"] <= calibration["ceiling_miou"]
     # the rooms were thinned as the student's training items were
     assert tuple(calibration["keep_ratio"]) == training_keep_ratio(metadata) == (0.35, 1.0)
+
+
+def test_calibration_file_has_a_line_per_table_row_and_reads_back():
+    from ov3d_training.calibrate.cli import calibration_json
+
+    record = {"k": 16, "best": {"ggp_learned": {"T": 4}}, "table": [{"variant": "a", "T": t, "miou": 1.5 * t} for t in range(3)]}
+    text = calibration_json(record)
+    assert json.loads(text) == record
+    assert sum('"variant"' in line for line in text.splitlines()) == 3
+    assert json.loads(calibration_json({"k": 16, "table": []})) == {"k": 16, "table": []}

@@ -123,6 +123,7 @@ def test_inside_share_is_one_for_an_isolated_object_and_below_for_a_touching_one
     cells = {"ggp_learned": GGPConfig(k=8, tau=0.1, iterations=4, coarsen=2)}
     both = cloud_affinity(plumbing_segmenter, scan, "synthetic", settings=cells)
     assert set(both.inside_one_step) == set(result.inside_one_step) | {"ggp_learned_voxels"}
+    assert both.name == result.name == "synthetic"  # the cloud's name, whatever variants were measured
     on_voxels = cloud_affinity(plumbing_segmenter, scan, "synthetic", settings={"ggp_learned": replace(cells["ggp_learned"], coarsen=1)})
     assert both.inside_one_step["ggp_learned_voxels"] == on_voxels.inside_one_step["ggp_learned"]
     assert both.inside_t_steps["ggp_learned_voxels"] == on_voxels.inside_t_steps["ggp_learned"]
@@ -176,9 +177,10 @@ def test_each_pooling_variant_is_scored_at_its_own_calibrated_setting(plumbing_s
     scan = load_scan(scannet_npz)
     piece = scan.subset((scan.points[:, 0] < np.percentile(scan.points[:, 0], 25)))
     embeddings = plumbing_segmenter.text_encoder.encode(list(CLASS_NAMES))
-    settings = {"ggp_learned": GGPConfig(k=8, tau=0.2, iterations=6, coarsen=3),  # coarse-to-fine cells
+    settings = {"ggp_learned": GGPConfig(k=8, tau=0.2, iterations=6, coarsen=3, centering=0.5),  # cells, centred field
                 "ggp_distance": GGPConfig(k=8, iterations=2, weights="distance")}  # fmt: skip
-    report = scannet_report(plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0,), settings=settings)
+    report = scannet_report(plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0,), settings=settings,
+                            unpooled_centering=1.0)  # fmt: skip
     assert report.settings["ggp_learned"] == settings["ggp_learned"]
     assert report.settings["ggp_uniform"].iterations == plumbing_segmenter.config.ggp.iterations  # none given: the segmenter's
     rows = {(r["variant"], r["k"], r["coarsen"], r["T"]): r for r in report.sweep}
@@ -193,6 +195,14 @@ def test_each_pooling_variant_is_scored_at_its_own_calibrated_setting(plumbing_s
     decision, _ = at_setting.voxel_decision(processed, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=True)
     node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[processed.voxels.point_to_voxel]
     assert np.mean(node == report.predictions["ggp_learned"]) > 0.999
+    assert rows[("ggp_learned", 8, 3, 6)]["centering"] == 0.5 and rows[("ggp_distance", 8, 1, 2)]["centering"] == 0.0
+    # the centred unpooled row is the segmenter's own field at that centering, without pooling
+    at_setting.override_ggp(centering=1.0)
+    centred = at_setting.process(piece)
+    decision, _ = at_setting.voxel_decision(centred, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=False)
+    node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[centred.voxels.point_to_voxel]
+    assert np.mean(node == report.predictions["student_centered"]) > 0.999
+    assert np.mean(report.predictions["student_centered"] != report.predictions["student"]) > 0.01  # it changed labels
 
 
 def test_report_cli_refuses_an_untrained_student(random_checkpoint_5cm, tmp_path, capsys):

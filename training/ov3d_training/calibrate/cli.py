@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .ggp import CALIBRATION_FILE, DEFAULT_COARSEN, DEFAULT_ITERATIONS, DEFAULT_TAUS
+from .ggp import CALIBRATION_FILE, DEFAULT_CENTERING, DEFAULT_COARSEN, DEFAULT_ITERATIONS, DEFAULT_TAUS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=list(DEFAULT_ITERATIONS), help="passes T tried")
     parser.add_argument("--coarsen", type=int, nargs="+", default=list(DEFAULT_COARSEN),
                         help="pooling cell widths tried, in voxels (1: plain GGP; > 1: coarse-to-fine)")  # fmt: skip
+    parser.add_argument("--centering", type=float, nargs="+", default=list(DEFAULT_CENTERING),
+                        help="shares of each cloud's mean semantic feature removed before pooling, tried (0: none)")  # fmt: skip
     parser.add_argument("--keep-ratio", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                         help="share of each room's voxels kept, uniform in [LOW, HIGH] (default: the student's training "
                              "items', from its recipe; 1 1 keeps rooms as rendered)")  # fmt: skip
@@ -53,6 +55,14 @@ def training_rooms_among(sources, training_data) -> list[str]:
     return [str(s.path) for s in sources if str(s.path) in paths or generated_room_identity(s) in rooms]
 
 
+def calibration_json(record: dict) -> str:
+    """The calibration as indented JSON with one line per table row (thousands of rows: a line
+    each keeps the file small and its diffs readable)."""
+    head = json.dumps({key: value for key, value in record.items() if key != "table"}, indent=2)
+    rows = ",\n".join("    " + json.dumps(row) for row in record.get("table", []))
+    return head[:-2] + ',\n  "table": [\n' + rows + "\n  ]\n}\n"
+
+
 def main(args: argparse.Namespace) -> int:
     from ov3d_ros.core.checkpoint import CheckpointError, record_ggp
     from ov3d_ros.core.pooling import GGPConfig
@@ -67,6 +77,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         if any(t < 0 for t in args.iterations) or any(not t > 0 for t in args.taus) or any(c < 1 for c in args.coarsen):
             raise ValueError("--taus must be > 0, --iterations >= 0 and --coarsen >= 1")
+        if any(not 0.0 <= a <= 1.0 for a in args.centering):
+            raise ValueError("--centering values must lie in [0, 1]")
         if args.keep_ratio:
             check_keep_ratio(args.keep_ratio, "--keep-ratio")
         # from the library's GGP defaults, not an earlier calibration: k is kept, tau and T are searched
@@ -87,15 +99,17 @@ def main(args: argparse.Namespace) -> int:
         return 2
     calibration = calibrate_ggp(segmenter, rooms, segmenter.text_encoder.encode(list(CLASS_NAMES)),
                                 tuple(args.taus), tuple(args.iterations), progress=not args.no_progress,
-                                keep_ratio=keep_ratio, coarsen=tuple(sorted(set(args.coarsen))))  # fmt: skip
+                                keep_ratio=keep_ratio, coarsen=tuple(sorted(set(args.coarsen))),
+                                centering=tuple(sorted(set(args.centering))))  # fmt: skip
     out = Path(args.out) if args.out else checkpoint
     out.mkdir(parents=True, exist_ok=True)
-    (out / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (out / CALIBRATION_FILE).write_text(calibration_json(calibration.to_dict()), encoding="utf-8")
     if args.install:
         record_ggp(checkpoint, model_record(calibration))
     print(json.dumps({"student": str(checkpoint), "rooms": len(rooms), "keep_ratio": list(keep_ratio), "k": calibration.k,
                       "best": calibration.best,
-                      "no_pooling": calibration.no_pooling, "ceiling": calibration.ceiling,
+                      "no_pooling": calibration.no_pooling, "no_pooling_centered": calibration.no_pooling_centered,
+                      "ceiling": calibration.ceiling,
                       "installed": bool(args.install), "table": str(out / CALIBRATION_FILE),
                       "seconds": round(time.perf_counter() - started, 1)}, indent=2))  # fmt: skip
     return 0

@@ -52,6 +52,7 @@ from ..report.scannet import GGP_VARIANTS, WEIGHTS_OF, instance_mean, majority_p
 DEFAULT_TAUS = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
 DEFAULT_ITERATIONS = (0, 4, 8, 16, 24, 32, 48)
 DEFAULT_COARSEN = (1, 2, 3, 4)  # cell widths in voxels: 1 is plain GGP, > 1 coarse-to-fine
+DEFAULT_CENTERING = (0.0, 0.25, 0.5, 0.75, 1.0)  # share of the cloud's mean feature removed (query.py)
 CALIBRATION_FILE = "ggp_calibration.json"
 THINNING_SEED = 1000  # rooms' voxel subsets: numpy.random.default_rng([THINNING_SEED, room position])
 
@@ -68,6 +69,8 @@ class Calibration:
     # can reach on these rooms with this semantic head (how much the rooms can tell settings apart)
     ceiling: float | None = None
     keep_ratio: tuple[float, float] = (1.0, 1.0)  # share of each room's voxels kept (thin_like_training)
+    # no pooling at its best centering on these rooms ({"centering", "miou"}): the fair unpooled baseline
+    no_pooling_centered: dict | None = None
 
     def ggp(self, variant: str = "ggp_learned") -> GGPConfig:
         """The calibrated GGPConfig of one variant."""
@@ -75,7 +78,8 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"k": self.k, "rooms": self.rooms, "points": self.points, "keep_ratio": list(self.keep_ratio),
-                "no_pooling": self.no_pooling, "ceiling": self.ceiling, "best": self.best, "table": self.table}  # fmt: skip
+                "no_pooling": self.no_pooling, "no_pooling_centered": self.no_pooling_centered,
+                "ceiling": self.ceiling, "best": self.best, "table": self.table}  # fmt: skip
 
 
 def variant_settings(metadata) -> dict[str, GGPConfig]:
@@ -91,11 +95,12 @@ def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict
     return {
         **calibration.ggp(variant).record(),
         "calibration": {
-            "method": "best dataset-level ScanNet-20 mIoU over coarsen x tau x T on held-out simulated rooms (ov3d-train calibrate)",
+            "method": "best dataset-level ScanNet-20 mIoU over coarsen x tau x T x centering on held-out simulated rooms (ov3d-train calibrate)",
             "rooms": calibration.rooms,
             "points": calibration.points,
             "keep_ratio": list(calibration.keep_ratio),
             "no_pooling_miou": calibration.no_pooling,
+            "no_pooling_centered": calibration.no_pooling_centered,
             "ceiling_miou": calibration.ceiling,
             "variants": calibration.best,
         },
@@ -106,7 +111,7 @@ def _variant_setting(variant: str, k: int, best: dict) -> GGPConfig:
     """One variant's GGPConfig from a calibration's ``{"tau", "T", "coarsen", ...}`` entry
     (calibrations from before coarse-to-fine pooling have no "coarsen": plain GGP)."""
     return GGPConfig(k=k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant],
-                     coarsen=int(best.get("coarsen", 1)))  # fmt: skip
+                     coarsen=int(best.get("coarsen", 1)), centering=float(best.get("centering", 0.0)))  # fmt: skip
 
 
 def simulated_room_scan(path: str | Path) -> Scan:
@@ -165,62 +170,77 @@ def calibrate_ggp(
     progress: bool = False,
     keep_ratio: tuple[float, float] = (1.0, 1.0),
     coarsen: tuple[int, ...] = (1,),
+    centering: tuple[float, ...] = (0.0,),
 ) -> Calibration:
-    """Best tau / T per GGP variant over ``rooms`` (name, Scan with NYU40 labels), each room first
-    thinned to ``keep_ratio`` of its voxels (:func:`thin_like_training`); module doc."""
+    """Best coarsen / tau / T / centering per GGP variant over ``rooms`` (name, Scan with NYU40
+    labels), each room first thinned to ``keep_ratio`` of its voxels (:func:`thin_like_training`);
+    module doc."""
     if not rooms:
         raise ValueError("calibration needs at least one labelled room")
     low, high = check_keep_ratio(keep_ratio)
     k = segmenter.config.ggp.k
     text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(segmenter.device), dim=1)
-    confusions: dict[tuple[str, float, int], np.ndarray] = {}
+    confusions: dict[tuple, np.ndarray] = {}
     ceiling = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES) + 1), np.int64)
     with_objects = True
     points = 0
     bar = _progress(len(rooms), progress)
-    for position, (_, scan) in enumerate(rooms):
-        scan = thin_like_training(scan, keep_ratio, segmenter.voxel_size, np.random.default_rng([THINNING_SEED, position]))
-        processed = segmenter.process(scan)
-        with torch.inference_mode():
-            logits = processed.semantic.logits(text).float()
-        target = nyu40_to_class_index(scan.labels)
-        points += int((target >= 0).sum())
-        voxels = processed.voxels
-        if scan.instances is None:
-            with_objects = False
-        else:
-            voxel_object = majority_per_voxel(voxels.point_to_voxel, scan.instances, processed.num_voxels)
-            at_ceiling = instance_mean(logits, voxel_object).argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
-            ceiling += confusion_matrix(target, at_ceiling, len(CLASS_NAMES))
-        centers = torch.from_numpy(voxels.centers).to(segmenter.device)
-        embeddings = pooling_embeddings(processed, segmenter.device)
-        for factor in coarsen:  # the neighbours (or cells) are geometry: shared by every variant
-            geometry = pooling_geometry(centers, k, factor, voxels.voxel_size)
-            for variant in GGP_VARIANTS:
-                variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
-                for tau in variant_taus:
-                    config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant], coarsen=factor)
-                    graph = build_pooling_graph(centers, embeddings[variant], config, knn=geometry,
-                                                cell_size=voxels.voxel_size, device=segmenter.device)  # fmt: skip
-                    for t, pooled in graph.pool_stages(logits, iterations):
-                        if t == 0 and factor != coarsen[0]:
-                            continue  # T = 0 is no pooling whatever the cells: score it once
-                        prediction = pooled.argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
-                        key = (variant, factor, float(tau), t)
-                        counts = confusion_matrix(target, prediction, len(CLASS_NAMES))
-                        confusions[key] = confusions[key] + counts if key in confusions else counts
-        bar.update(1)
-    bar.close()
-    table = [{"variant": v, "coarsen": f, "tau": tau, "T": t, "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2)}
-             for (v, f, tau, t), c in confusions.items()]  # fmt: skip
+    previous = segmenter.config.ggp.centering
+    segmenter.override_ggp(centering=0.0)  # the raw field: each grid value centres it here
+    try:
+        for position, (_, scan) in enumerate(rooms):
+            scan = thin_like_training(scan, keep_ratio, segmenter.voxel_size, np.random.default_rng([THINNING_SEED, position]))
+            processed = segmenter.process(scan)
+            with torch.inference_mode():
+                logits = {a: processed.semantic.centered(a).logits(text).float() for a in centering}
+            target = nyu40_to_class_index(scan.labels)
+            points += int((target >= 0).sum())
+            voxels = processed.voxels
+            if scan.instances is None:
+                with_objects = False
+            else:
+                voxel_object = majority_per_voxel(voxels.point_to_voxel, scan.instances, processed.num_voxels)
+                raw = processed.semantic.logits(text).float()
+                at_ceiling = instance_mean(raw, voxel_object).argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
+                ceiling += confusion_matrix(target, at_ceiling, len(CLASS_NAMES))
+            centers = torch.from_numpy(voxels.centers).to(segmenter.device)
+            embeddings = pooling_embeddings(processed, segmenter.device)
+            for factor in coarsen:  # the neighbours (or cells) are geometry: shared by every variant
+                geometry = pooling_geometry(centers, k, factor, voxels.voxel_size)
+                for variant in GGP_VARIANTS:
+                    variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
+                    for tau in variant_taus:
+                        config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant], coarsen=factor)
+                        graph = build_pooling_graph(centers, embeddings[variant], config, knn=geometry,
+                                                    cell_size=voxels.voxel_size, device=segmenter.device)  # fmt: skip
+                        for alpha, field_logits in logits.items():
+                            for t, pooled in graph.pool_stages(field_logits, iterations):
+                                if t == 0 and factor != coarsen[0]:
+                                    continue  # T = 0 is no pooling whatever the cells: score it once
+                                prediction = pooled.argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
+                                key = (variant, factor, float(tau), t, float(alpha))
+                                counts = confusion_matrix(target, prediction, len(CLASS_NAMES))
+                                confusions[key] = confusions[key] + counts if key in confusions else counts
+            bar.update(1)
+    finally:
+        segmenter.override_ggp(centering=previous)
+        bar.close()
+    table = [{"variant": v, "coarsen": f, "tau": tau, "T": t, "centering": a,
+              "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2)}
+             for (v, f, tau, t, a), c in confusions.items()]  # fmt: skip
     best = {}
     for variant in GGP_VARIANTS:
         rows = [r for r in table if r["variant"] == variant]
-        top = max(rows, key=lambda r: (r["miou"], -r["T"], -r["tau"], -r["coarsen"]))
-        best[variant] = {"coarsen": top["coarsen"], "tau": top["tau"], "T": top["T"], "miou": top["miou"]}
-    raw = next((r["miou"] for r in table if r["T"] == 0), None)  # T = 0 is the same for every variant
+        # ties: fewer passes (cheaper), smaller tau, plainer cells, less centering
+        top = max(rows, key=lambda r: (r["miou"], -r["T"], -r["tau"], -r["coarsen"], -r["centering"]))
+        best[variant] = {"coarsen": top["coarsen"], "tau": top["tau"], "T": top["T"], "centering": top["centering"],
+                         "miou": top["miou"]}  # fmt: skip
+    unpooled = [r for r in table if r["T"] == 0]  # T = 0 is the same for every variant
+    raw = next((r["miou"] for r in unpooled if r["centering"] == 0.0), None)
+    top_raw = max(unpooled, key=lambda r: (r["miou"], -r["centering"]), default=None)
+    centered = {"centering": top_raw["centering"], "miou": top_raw["miou"]} if top_raw else None
     top = round(100.0 * metrics_from_confusion(ceiling, CLASS_NAMES).miou, 2) if with_objects else None
-    return Calibration(k, [name for name, _ in rooms], points, table, best, raw, top, (float(low), float(high)))
+    return Calibration(k, [name for name, _ in rooms], points, table, best, raw, top, (float(low), float(high)), centered)
 
 
 def _progress(total: int, enabled: bool):

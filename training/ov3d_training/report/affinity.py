@@ -83,15 +83,15 @@ def cloud_affinity(
     # furniture-scale classes do not
     runs = [(variant, variant_setting(variant, settings, config)) for variant in GGP_VARIANTS]
     runs += [(f"{variant}_voxels", replace(setting, coarsen=1)) for variant, setting in runs if setting.coarsen > 1]
-    for name, setting in runs:
-        graph = build_pooling_graph(centers, embeddings[name.removesuffix("_voxels")], setting, device=device,
+    for label, setting in runs:  # not "name": that is the cloud's
+        graph = build_pooling_graph(centers, embeddings[label.removesuffix("_voxels")], setting, device=device,
                                     cell_size=voxels.voxel_size,
                                     knn=knn if setting.k == config.k and setting.coarsen == 1 else None)  # fmt: skip
         passes = setting.iterations if iterations is None else iterations
         after_one = graph.pool(indicator, 1)
         after_t = graph.pool(after_one, passes - 1) if passes > 1 else after_one
-        one[name] = float(after_one[rows, own].mean())
-        many[name] = float(after_t[rows, own].mean())
+        one[label] = float(after_one[rows, own].mean())
+        many[label] = float(after_t[rows, own].mean())
     return CloudAffinity(name, voxels.num_voxels, int((objects > 0).sum()), one, many)
 
 

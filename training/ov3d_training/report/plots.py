@@ -13,6 +13,7 @@ from .scannet import ScanNetReport
 LABELS = {
     "teacher": "teacher (MPEC)",
     "student": "student, no pooling",
+    "student_centered": "student, centred, no pooling",
     "ggp_uniform": "GGP uniform weights",
     "ggp_distance": "GGP distance weights",
     "ggp_geometric": "GGP geometric embedding",

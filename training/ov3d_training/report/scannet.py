@@ -12,7 +12,8 @@ pooled array. T sweeps pool incrementally (W^T2 = W^(T2 - T1) W^T1).
 Variants (the student's semantic head in all but the first):
 
 * ``teacher``: the MPEC teacher's VL-adapter output, no pooling;
-* ``student``: no pooling;
+* ``student``: no pooling (the raw semantic head; ``student_centered``: the same at the rooms'
+  best centering without pooling, ``ov3d_ros.core.query``'s "Centering");
 * ``ggp_uniform`` / ``ggp_distance``: GGP on plain geometric weights (1/k; softmax of -d^2/sigma^2);
 * ``ggp_geometric``: GGP on the hand-made data-only embedding (normals, colour, height;
   ``ov3d_ros.core.pooling.geometric_embedding``) with the affinity softmax -- plain geometry
@@ -109,20 +110,36 @@ def scannet_report(
     ks: tuple[int, ...] = (8, 16, 32, 64),
     iterations: tuple[int, ...] = (0, 2, 4, 8, 16, 24, 32, 48),
     settings: dict[str, GGPConfig] | None = None,
+    unpooled_centering: float | None = None,
 ) -> ScanNetReport:
     """All variants on ``scan`` (an io Scan with NYU40 labels); ``teacher_logits`` (V, 20) on the
     same voxels (see :func:`teacher_logits_on`), or None to leave the teacher out.
 
     ``settings``: each GGP variant's own setting (calibrated on held-out rooms, never on this
-    scan; ``ov3d_training.calibrate``); a variant without one uses the segmenter's GGP. The k / T
-    sweep keeps each variant's tau and pooling cells (plus plain cells where those are coarse)."""
+    scan; ``ov3d_training.calibrate``), its centering included; a variant without one uses the
+    segmenter's GGP. The k / T sweep keeps each variant's tau, centering and pooling cells (plus
+    plain cells where those are coarse). ``student`` is the raw semantic head; with
+    ``unpooled_centering`` (the rooms' best centering without pooling) a ``student_centered`` row
+    scores that field unpooled too: the fair no-pooling baseline once centering is calibrated."""
     shipped = segmenter.config.ggp
     chosen = {v: variant_setting(v, settings, shipped) for v in GGP_VARIANTS}
-    processed = segmenter.process(scan)
+    previous = shipped.centering
+    segmenter.override_ggp(centering=0.0)  # the raw field; each variant centres it by its own share
+    try:
+        processed = segmenter.process(scan)
+    finally:
+        segmenter.override_ggp(centering=previous)
     device = segmenter.device
-    text = torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device)
-    with torch.inference_mode():
-        logits = processed.semantic.logits(F.normalize(text, dim=1)).float()
+    text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device), dim=1)
+    field_logits: dict[float, torch.Tensor] = {}
+
+    def logits_at(alpha: float) -> torch.Tensor:
+        if alpha not in field_logits:
+            with torch.inference_mode():
+                field_logits[alpha] = processed.semantic.centered(alpha).logits(text).float()
+        return field_logits[alpha]
+
+    logits = logits_at(0.0)
     centers = torch.from_numpy(processed.voxels.centers).to(device)
     embeddings = pooling_embeddings(processed, device)
     target = nyu40_to_class_index(scan.labels)
@@ -134,6 +151,9 @@ def scannet_report(
         predictions["teacher"] = scorer.predict(teacher_logits)
     variants["student"] = scorer(logits)
     predictions["student"] = scorer.predict(logits)
+    if unpooled_centering:
+        variants["student_centered"] = scorer(logits_at(float(unpooled_centering)))
+        predictions["student_centered"] = scorer.predict(logits_at(float(unpooled_centering)))
     bounds: dict[str, ScanScores] = {}
     if scan.instances is not None:
         voxel_instance = majority_per_voxel(processed.voxels.point_to_voxel, scan.instances, processed.num_voxels)
@@ -157,10 +177,10 @@ def scannet_report(
                     geometry[factor] = pooling_geometry(centers, k, factor, voxel_size)
                 graph = build_pooling_graph(centers, embeddings[variant], replace(own, k=k, coarsen=factor),
                                             knn=geometry[factor], cell_size=voxel_size, device=device)  # fmt: skip
-                for t, pooled in graph.pool_stages(logits, wanted_t):
+                for t, pooled in graph.pool_stages(logits_at(own.centering), wanted_t):
                     scores = scorer(pooled)
                     sweep.append({"variant": variant, "k": k, "coarsen": factor, "T": t, "tau": own.tau,
-                                  "miou": scores.miou, "fmiou": scores.fmiou})  # fmt: skip
+                                  "centering": own.centering, "miou": scores.miou, "fmiou": scores.fmiou})  # fmt: skip
                     if (k, factor, t) == (own.k, own.coarsen, own.iterations):
                         variants[variant] = scores
                         predictions[variant] = scorer.predict(pooled)

@@ -22,6 +22,7 @@ from ov3d_training.calibrate.ggp import (
     simulated_room_scan,
     thin_like_training,
     training_keep_ratio,
+    unpooled_centering,
     variant_settings,
 )
 from ov3d_ros.core.voxel import voxelize
@@ -164,6 +165,8 @@ def test_search_over_centering_scores_each_share_and_records_the_chosen_one(rand
     assert metadata.ggp_config().centering == learned["centering"]
     assert {v: s.centering for v, s in variant_settings(metadata).items()} == {v: b["centering"] for v, b in result.best.items()}
     assert metadata.ggp["calibration"]["no_pooling_centered"] == result.no_pooling_centered
+    assert unpooled_centering(metadata) == result.no_pooling_centered["centering"]
+    assert unpooled_centering(segmenter.metadata) is None  # not calibrated: nothing recorded
 
 
 def test_rooms_are_thinned_by_whole_voxels_like_training_items_and_repeatably():

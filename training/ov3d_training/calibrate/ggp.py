@@ -47,7 +47,14 @@ from ov3d_ros.eval.metrics import confusion_matrix, metrics_from_confusion
 from ov3d_ros.eval.scannet20 import CLASS_NAMES, nyu40_to_class_index
 from ov3d_ros.io.scan import Scan
 
-from ..report.scannet import GGP_VARIANTS, WEIGHTS_OF, instance_mean, majority_per_voxel, pooling_embeddings
+from ..report.scannet import (
+    GGP_VARIANTS,
+    WEIGHTS_OF,
+    instance_mean,
+    majority_per_voxel,
+    pooling_embeddings,
+    process_uncentred,
+)
 
 DEFAULT_TAUS = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
 DEFAULT_ITERATIONS = (0, 4, 8, 16, 24, 32, 48)
@@ -88,6 +95,13 @@ def variant_settings(metadata) -> dict[str, GGPConfig]:
     recorded = ((metadata.ggp or {}).get("calibration") or {}).get("variants") or {}
     k = int((metadata.ggp or {}).get("k", 0))
     return {variant: _variant_setting(variant, k, best) for variant, best in recorded.items() if variant in WEIGHTS_OF}
+
+
+def unpooled_centering(metadata) -> float | None:
+    """The centering at which no pooling scored best in the checkpoint's calibration
+    (``ggp.calibration.no_pooling_centered``), or None when none is recorded."""
+    recorded = ((metadata.ggp or {}).get("calibration") or {}).get("no_pooling_centered") or {}
+    return recorded.get("centering")
 
 
 def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict:
@@ -185,46 +199,41 @@ def calibrate_ggp(
     with_objects = True
     points = 0
     bar = _progress(len(rooms), progress)
-    previous = segmenter.config.ggp.centering
-    segmenter.override_ggp(centering=0.0)  # the raw field: each grid value centres it here
-    try:
-        for position, (_, scan) in enumerate(rooms):
-            scan = thin_like_training(scan, keep_ratio, segmenter.voxel_size, np.random.default_rng([THINNING_SEED, position]))
-            processed = segmenter.process(scan)
-            with torch.inference_mode():
-                logits = {a: processed.semantic.centered(a).logits(text).float() for a in centering}
-            target = nyu40_to_class_index(scan.labels)
-            points += int((target >= 0).sum())
-            voxels = processed.voxels
-            if scan.instances is None:
-                with_objects = False
-            else:
-                voxel_object = majority_per_voxel(voxels.point_to_voxel, scan.instances, processed.num_voxels)
-                raw = processed.semantic.logits(text).float()
-                at_ceiling = instance_mean(raw, voxel_object).argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
-                ceiling += confusion_matrix(target, at_ceiling, len(CLASS_NAMES))
-            centers = torch.from_numpy(voxels.centers).to(segmenter.device)
-            embeddings = pooling_embeddings(processed, segmenter.device)
-            for factor in coarsen:  # the neighbours (or cells) are geometry: shared by every variant
-                geometry = pooling_geometry(centers, k, factor, voxels.voxel_size)
-                for variant in GGP_VARIANTS:
-                    variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
-                    for tau in variant_taus:
-                        config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant], coarsen=factor)
-                        graph = build_pooling_graph(centers, embeddings[variant], config, knn=geometry,
-                                                    cell_size=voxels.voxel_size, device=segmenter.device)  # fmt: skip
-                        for alpha, field_logits in logits.items():
-                            for t, pooled in graph.pool_stages(field_logits, iterations):
-                                if t == 0 and factor != coarsen[0]:
-                                    continue  # T = 0 is no pooling whatever the cells: score it once
-                                prediction = pooled.argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
-                                key = (variant, factor, float(tau), t, float(alpha))
-                                counts = confusion_matrix(target, prediction, len(CLASS_NAMES))
-                                confusions[key] = confusions[key] + counts if key in confusions else counts
-            bar.update(1)
-    finally:
-        segmenter.override_ggp(centering=previous)
-        bar.close()
+    for position, (_, scan) in enumerate(rooms):
+        scan = thin_like_training(scan, keep_ratio, segmenter.voxel_size, np.random.default_rng([THINNING_SEED, position]))
+        processed = process_uncentred(segmenter, scan)  # each grid value centres the raw field here
+        with torch.inference_mode():
+            raw = processed.semantic.logits(text).float()
+            logits = {a: raw if a == 0 else processed.semantic.centered(a).logits(text).float() for a in centering}
+        target = nyu40_to_class_index(scan.labels)
+        points += int((target >= 0).sum())
+        voxels = processed.voxels
+        if scan.instances is None:
+            with_objects = False
+        else:
+            voxel_object = majority_per_voxel(voxels.point_to_voxel, scan.instances, processed.num_voxels)
+            at_ceiling = instance_mean(raw, voxel_object).argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
+            ceiling += confusion_matrix(target, at_ceiling, len(CLASS_NAMES))
+        centers = torch.from_numpy(voxels.centers).to(segmenter.device)
+        embeddings = pooling_embeddings(processed, segmenter.device)
+        for factor in coarsen:  # the neighbours (or cells) are geometry: shared by every variant
+            geometry = pooling_geometry(centers, k, factor, voxels.voxel_size)
+            for variant in GGP_VARIANTS:
+                variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
+                for tau in variant_taus:
+                    config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant], coarsen=factor)
+                    graph = build_pooling_graph(centers, embeddings[variant], config, knn=geometry,
+                                                cell_size=voxels.voxel_size, device=segmenter.device)  # fmt: skip
+                    for alpha, field_logits in logits.items():
+                        for t, pooled in graph.pool_stages(field_logits, iterations):
+                            if t == 0 and factor != coarsen[0]:
+                                continue  # T = 0 is no pooling whatever the cells: score it once
+                            prediction = pooled.argmax(dim=1).cpu().numpy()[voxels.point_to_voxel]
+                            key = (variant, factor, float(tau), t, float(alpha))
+                            counts = confusion_matrix(target, prediction, len(CLASS_NAMES))
+                            confusions[key] = confusions[key] + counts if key in confusions else counts
+        bar.update(1)
+    bar.close()
     table = [{"variant": v, "coarsen": f, "tau": tau, "T": t, "centering": a,
               "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2)}
              for (v, f, tau, t, a), c in confusions.items()]  # fmt: skip

@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..data.sources import shared_data_dir
     from . import plots
-    from ..calibrate.ggp import variant_settings
+    from ..calibrate.ggp import unpooled_centering, variant_settings
     from .affinity import mosd_affinity
     from .scannet import confusions, scannet_report, teacher_logits_on
 
@@ -69,9 +69,8 @@ def main(args: argparse.Namespace) -> int:
     settings = variant_settings(segmenter.metadata)  # calibrated on held-out simulated rooms
     if not settings:
         print("the student has no GGP calibration (ov3d-train calibrate): every variant at the segmenter's GGP", flush=True)
-    unpooled = (((segmenter.metadata.ggp or {}).get("calibration") or {}).get("no_pooling_centered") or {}).get("centering")
     report = scannet_report(segmenter, scan, embeddings, teacher, tuple(args.ks), tuple(args.iterations), settings,
-                            unpooled_centering=unpooled)  # fmt: skip
+                            unpooled_centering=unpooled_centering(segmenter.metadata))  # fmt: skip
     mosd_files = sorted(Path(mosd_dir).glob("*.pcd"))
     print(f"affinity quality on {len(mosd_files)} mOSD clouds ...", flush=True)
     affinity = mosd_affinity(segmenter, mosd_files, settings) if mosd_files else []

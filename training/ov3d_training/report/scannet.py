@@ -123,12 +123,7 @@ def scannet_report(
     scores that field unpooled too: the fair no-pooling baseline once centering is calibrated."""
     shipped = segmenter.config.ggp
     chosen = {v: variant_setting(v, settings, shipped) for v in GGP_VARIANTS}
-    previous = shipped.centering
-    segmenter.override_ggp(centering=0.0)  # the raw field; each variant centres it by its own share
-    try:
-        processed = segmenter.process(scan)
-    finally:
-        segmenter.override_ggp(centering=previous)
+    processed = process_uncentred(segmenter, scan)  # each variant centres the raw field by its own share
     device = segmenter.device
     text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device), dim=1)
     field_logits: dict[float, torch.Tensor] = {}
@@ -188,6 +183,17 @@ def scannet_report(
                     bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, own.iterations))
     return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
                          processed.num_voxels, processed.voxels.voxel_size, bounds, chosen)  # fmt: skip
+
+
+def process_uncentred(segmenter: Segmenter, scan):
+    """``segmenter.process(scan)`` with the semantic field left uncentred, whatever the segmenter's
+    own centering (which it keeps): for callers that centre the raw field themselves, per setting."""
+    previous = segmenter.config.ggp.centering
+    segmenter.override_ggp(centering=0.0)
+    try:
+        return segmenter.process(scan)
+    finally:
+        segmenter.override_ggp(centering=previous)
 
 
 def class_confusion(target: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:

@@ -233,6 +233,9 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert "--taus must be > 0" in capsys.readouterr().err
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--coarsen", "0", "--no-progress"]) == 2
     assert "--coarsen >= 1" in capsys.readouterr().err
+    for share in ("1.5", "-0.25"):
+        assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--centering", "0", share, "--no-progress"]) == 2
+        assert "--centering values must lie in [0, 1]" in capsys.readouterr().err
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--keep-ratio", "0.8", "0.5", "--no-progress"]) == 2
     assert "--keep-ratio must satisfy" in capsys.readouterr().err
     # a recipe whose keep_ratio cannot be a share of voxels: refused with its name, not a traceback

@@ -7,6 +7,10 @@
   OpenScene / LERF do for CLIP.
 * :class:`CachedTextEncoder`: an LRU cache per string in front of either; a robot asks for the
   same few names over and over, and a cache hit costs microseconds instead of ~10 ms.
+* :class:`TableTextEncoder`: a stored table of embeddings made earlier by a real encoder, for a
+  machine that cannot hold the encoder (the lent GPU machine, see ``ov3d_ros.bench.gpu_check``).
+  With ``OV3D_TEXT_EMBEDDINGS=<table.npz>`` set, :func:`load_text_encoder` serves every request
+  from that table and never loads a model; a text missing from it is an error that names it.
 
 Every encoder has an ``encoder_id`` (recorded in checkpoints, see ``checkpoint.check_text_space``)
 and a ``dim``. ``encode`` returns (n, dim) float32 rows of unit length.
@@ -275,6 +279,86 @@ class CachedTextEncoder:
         return out
 
 
+# -------------------------------------------------------------------------------- stored table
+TEXT_TABLE_ENV = "OV3D_TEXT_EMBEDDINGS"
+
+
+class TableTextEncoder:
+    """Embeddings looked up in a table that a real encoder wrote (:func:`save_embedding_table`).
+
+    Exact: the rows are that encoder's own output for each (templates, text), stored as float32.
+    A text that is not in the table raises :class:`TextEncoderError` naming it -- there is no
+    model here to fall back on.
+    """
+
+    def __init__(self, path: str | Path, encoder_id: str, templates: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.templates = _check_templates(templates)
+        table = read_embedding_table(self.path)
+        if table["encoder_id"] != encoder_id:
+            raise TextEncoderError(
+                f"{self.path} holds embeddings of {table['encoder_id']!r}, but {encoder_id!r} was asked for"
+            )
+        self.encoder_id = encoder_id
+        self.dim = int(table["dim"])
+        rows = table["groups"].get(self.templates)
+        if rows is None:
+            raise TextEncoderError(
+                f"{self.path} has no embeddings for templates {list(self.templates)} "
+                f"(it has {[list(t) for t in table['groups']]})"
+            )
+        self._rows = rows
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in self._rows]
+        if missing:
+            raise TextEncoderError(
+                f"{len(missing)} text(s) are not in the stored embeddings {self.path} "
+                f"(templates {list(self.templates)}): {missing[:5]}; add them when the table is built"
+            )
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._rows[t] for t in texts]).astype(np.float32)
+
+
+def save_embedding_table(path: str | Path, encoder: TextEncoder, groups: dict[tuple[str, ...], Sequence[str]]) -> Path:
+    """Encode each group's texts with ``encoder`` behind that group's templates and store them.
+
+    groups: {templates: texts}. ``encoder`` must offer ``with_templates`` (MiniLM does) when a
+    group's templates differ from its own. Written as one compressed npz (float32 rows).
+    """
+    base = getattr(encoder, "encoder", encoder)  # unwrap the LRU cache
+    arrays: dict[str, np.ndarray] = {}
+    for i, (templates, texts) in enumerate(groups.items()):
+        templates = _check_templates(templates)
+        texts = list(dict.fromkeys(texts))
+        use = base if tuple(base.templates) == templates else base.with_templates(templates)
+        rows = use.encode(texts) if texts else np.zeros((0, base.dim), np.float32)
+        arrays[f"g{i}_templates"] = np.array(templates, dtype=np.str_)
+        arrays[f"g{i}_texts"] = np.array(texts, dtype=np.str_)
+        arrays[f"g{i}_rows"] = np.asarray(rows, np.float32).reshape(len(texts), base.dim)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, encoder_id=np.array(base.encoder_id), dim=np.array(int(base.dim)),
+                        groups=np.array(len(groups)), **arrays)  # fmt: skip
+    return path
+
+
+def read_embedding_table(path: str | Path) -> dict:
+    """{"encoder_id", "dim", "groups": {templates: {text: row}}} of a stored table."""
+    path = Path(path)
+    if not path.is_file():
+        raise TextEncoderError(f"stored text embeddings not found: {path} (${TEXT_TABLE_ENV})")
+    with np.load(path, allow_pickle=False) as data:
+        groups = {}
+        for i in range(int(data["groups"])):
+            templates = tuple(str(t) for t in data[f"g{i}_templates"])
+            texts = [str(t) for t in data[f"g{i}_texts"]]
+            groups[templates] = dict(zip(texts, data[f"g{i}_rows"]))
+        return {"encoder_id": str(data["encoder_id"]), "dim": int(data["dim"]), "groups": groups}
+
+
 # ------------------------------------------------------------------------------------- factory
 def load_text_encoder(
     spec: str = MINILM_ID,
@@ -287,8 +371,15 @@ def load_text_encoder(
 ) -> TextEncoder:
     """Build an encoder from its id: "minilm-l6-v2" or "open_clip:<model>" (needs weights_path).
 
-    Returns it behind a :class:`CachedTextEncoder` unless ``cache=False``.
+    Returns it behind a :class:`CachedTextEncoder` unless ``cache=False``. With
+    ``$OV3D_TEXT_EMBEDDINGS`` set, a :class:`TableTextEncoder` on that file instead (no model).
     """
+    table = os.environ.get(TEXT_TABLE_ENV)
+    if table:
+        encoder_id = MINILM_ID if spec in (MINILM_ID, "minilm", "default") else spec
+        default = DEFAULT_MINILM_TEMPLATES if encoder_id == MINILM_ID else DEFAULT_CLIP_TEMPLATES
+        encoder = TableTextEncoder(table, encoder_id, templates or default)
+        return CachedTextEncoder(encoder) if cache else encoder
     if spec in (MINILM_ID, "minilm", "default"):
         encoder: TextEncoder = MiniLMEncoder(device=device, templates=templates or DEFAULT_MINILM_TEMPLATES)
     elif spec.startswith("open_clip:"):

@@ -176,3 +176,27 @@ def test_cache_evicts_least_recently_used():
     assert inner.calls == [["a"], ["b"], ["c"]]
     cache.encode(["b"])
     assert inner.calls[-1] == ["b"]
+
+
+# ------------------------------------------------------------------------- stored embeddings
+def test_stored_table_serves_the_encoders_own_rows_and_names_missing_texts(minilm, tmp_path, monkeypatch):
+    from ov3d_ros.core.text import TEXT_TABLE_ENV, TableTextEncoder, save_embedding_table
+
+    names = ["chair", "table", "a wooden chair next to the window"]
+    path = save_embedding_table(tmp_path / "t.npz", minilm, {("{}",): names, ("a {} in a scene",): ["sofa"]})
+    monkeypatch.setenv(TEXT_TABLE_ENV, str(path))
+    table = load_text_encoder(MINILM_ID)  # no model is loaded: the table answers
+    assert isinstance(table.encoder, TableTextEncoder) and table.dim == MINILM_DIM
+    # the encoder's own rows (a batch's padding may move the last bits, hence the tolerance)
+    np.testing.assert_allclose(table.encode(["table", "chair"]), minilm.encode(["table", "chair"]), atol=1e-6)
+    other = load_text_encoder(MINILM_ID, templates=("a {} in a scene",))
+    np.testing.assert_allclose(other.encode(["sofa"]), minilm.with_templates(("a {} in a scene",)).encode(["sofa"]), atol=1e-6)
+    with pytest.raises(TextEncoderError, match="'lamp'"):
+        table.encode(["chair", "lamp"])
+    with pytest.raises(TextEncoderError, match="no embeddings for templates"):
+        load_text_encoder(MINILM_ID, templates=("a photo of a {}",))
+    with pytest.raises(TextEncoderError, match="holds embeddings of 'minilm-l6-v2'"):
+        load_text_encoder("open_clip:ViT-B-32")
+    monkeypatch.setenv(TEXT_TABLE_ENV, str(tmp_path / "absent.npz"))
+    with pytest.raises(TextEncoderError, match="not found"):
+        load_text_encoder(MINILM_ID)

@@ -51,8 +51,16 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True  # tqdm bar on rank 0
     cpu_threads: int | None = None  # torch intra-op threads per process (None: torch's default)
+    # Wall-clock budget of the training steps in minutes (0 = none; data preparation not counted,
+    # validation counted). The run ends after the step that uses it up -- checkpointed, validated
+    # and exported like a run that reached ``steps`` -- and the LR's cosine follows the larger of
+    # step and time progress, so it reaches its floor at the budget's end. Time is summed over
+    # resumed parts (``train_seconds`` in the checkpoint).
+    max_minutes: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.max_minutes >= 0:
+            raise ConfigError(f"trainer.max_minutes must be >= 0 (0 = no budget), got {self.max_minutes}")
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError(f"trainer.steps and trainer.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if self.device not in ("auto", "cpu", "cuda"):

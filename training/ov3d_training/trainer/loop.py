@@ -101,14 +101,20 @@ class TrainResult:
     seconds: float
     device: str
     world_size: int
+    stopped_by: str = "steps"  # "steps" | "time budget" | "stop_at_step"
+    train_seconds: float = 0.0  # time in training steps, all resumed parts together
 
 
-def cosine_with_warmup(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """LR multiplier: linear 0 -> 1 over ``warmup`` steps, then cosine 1 -> ``min_ratio`` at ``total``."""
+def cosine_with_warmup(step: int, total: int, warmup: int, min_ratio: float, time_progress: float = 0.0) -> float:
+    """LR multiplier: linear 0 -> 1 over ``warmup`` steps, then cosine 1 -> ``min_ratio`` at ``total``.
+
+    ``time_progress`` (0..1, the share of a wall-clock budget used) moves the cosine on when it is
+    ahead of the steps: a budgeted run decays to its floor by the end of its budget.
+    """
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     span = max(1, total - warmup)
-    progress = min(1.0, (step - warmup) / span)
+    progress = min(1.0, max((step - warmup) / span, float(time_progress)))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -143,6 +149,16 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.config_record = config_record or {}
+        self._budget_s = float(trainer.max_minutes) * 60.0
+        self._seconds_before = 0.0  # training time of the parts before a resume
+        self._loop_start: float | None = None
+
+    def _train_seconds(self) -> float:
+        running = time.perf_counter() - self._loop_start if self._loop_start is not None else 0.0
+        return self._seconds_before + running
+
+    def _time_progress(self) -> float:
+        return min(1.0, self._train_seconds() / self._budget_s) if self._budget_s > 0 else 0.0
 
     # ------------------------------------------------------------------------------ setup
     def _build(self, info: DistInfo) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, Any, Any]:
@@ -156,7 +172,9 @@ class Trainer:
         o = self.optim_config
         optimizer = torch.optim.AdamW(parameter_groups(core, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps)
         total, warmup, floor = self.config.steps, o.warmup_steps, o.min_lr_ratio
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, total, warmup, floor))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: cosine_with_warmup(s, total, warmup, floor, self._time_progress())
+        )
         use_amp = self.config.amp and info.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         return core, model, optimizer, scheduler, scaler
@@ -205,6 +223,7 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             start = int(state["step"])
+            self._seconds_before = float(state.get("train_seconds", 0.0))
             restore_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
         end = cfg.steps if stop_at_step is None else min(cfg.steps, int(stop_at_step))
         logger = MetricsLogger(self.run_dir, resume_step=start if state else None) if info.is_main else None
@@ -231,6 +250,10 @@ class Trainer:
         last_metrics: dict[str, float] = {}
         validation: dict[str, float] = {}
         step = start
+        budget_reached = self._budget_s > 0 and self._seconds_before >= self._budget_s
+        if budget_reached:
+            end = start  # a resumed run whose budget is already used up trains no further
+        self._loop_start = time.perf_counter()
         model.train()
         for step_index, batch in zip(range(start, end), loader):
             with torch.autocast(info.device.type, dtype=torch.float16, enabled=use_amp):
@@ -252,7 +275,9 @@ class Trainer:
 
             _accumulate(window, names, {"loss": float(loss.detach()), "grad_norm": float(grad_norm), **out.metrics})
             window_steps += 1
-            if step % cfg.log_every == 0 or step == end:
+            if self._budget_s > 0:  # every process must stop at the same step: rank 0 decides
+                budget_reached = bool(broadcast_object(self._train_seconds() >= self._budget_s))
+            if step % cfg.log_every == 0 or step == end or budget_reached:
                 reduced = all_reduce_sum(window, info.device)
                 averaged = {n: float(reduced[0, i] / reduced[1, i]) for i, n in enumerate(names) if reduced[1, i] > 0}
                 averaged["lr"] = lr
@@ -268,6 +293,8 @@ class Trainer:
             if progress is not None:
                 progress.update(1)
 
+            if budget_reached:
+                break  # checkpoint, validation and export follow, as at the last step
             if cfg.val_every and step % cfg.val_every == 0 and step != cfg.steps:
                 validation = self._validate(info, core, model, step, logger) or validation
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != end:
@@ -275,7 +302,9 @@ class Trainer:
 
         if progress is not None:
             progress.close()
-        finished = step >= cfg.steps
+        train_seconds = self._train_seconds()
+        self._seconds_before, self._loop_start = train_seconds, None
+        finished = step >= cfg.steps or budget_reached
         if step > start or state is None:
             self._checkpoint(info, core, optimizer, scheduler, scaler, step)
         exported = None
@@ -289,8 +318,9 @@ class Trainer:
             if (self.run_dir / CSV_NAME).exists():
                 plot_curves(self.run_dir / CSV_NAME, self.run_dir / PLOT_NAME, title=f"{self.task.name} ({self.run_dir.name})")
         seconds = time.perf_counter() - started
+        stopped_by = "steps" if step >= cfg.steps else "time budget" if budget_reached else "stop_at_step"
         return TrainResult(self.run_dir, step, finished, last_metrics, validation, exported, seconds,
-                           str(info.device), info.world_size)  # fmt: skip
+                           str(info.device), info.world_size, stopped_by, train_seconds)  # fmt: skip
 
     # --------------------------------------------------------------------------- helpers
     def _validate(self, info: DistInfo, core: nn.Module, model: nn.Module, step: int, logger: MetricsLogger | None) -> dict[str, float]:
@@ -328,6 +358,7 @@ class Trainer:
                     "world_size": info.world_size,
                     "config": self.config_record,
                     "task": self.task.name,
+                    "train_seconds": self._train_seconds(),
                 },
                 keep=self.config.keep_checkpoints,
             )

@@ -32,6 +32,8 @@ def fit_and_report(
         shutdown_distributed(orderly=completed)
     if is_main:
         state = "finished" if result.finished else "stopped"
+        if result.stopped_by == "time budget":
+            state = f"finished its time budget ({result.train_seconds / 60:.1f} min of training)"
         print(f"{command} {state} at step {result.step} in {result.seconds:.1f} s on {result.device} x{result.world_size}; "
               f"run: {result.run_dir}" + (f"; {artefact}: {result.exported}" if result.exported else ""))  # fmt: skip
         if result.validation:

@@ -43,6 +43,8 @@ if os.environ.get("OV3D_TEST_FAIL") == argv[0]:
     sys.exit(1)  # ... and may die before it ends
 if args.command == "sim":
     write(Path(args.out) / f"scene_{args.start + args.scenes - 1:04d}" / "metadata.yaml")
+elif args.command == "scannet-rooms":
+    (Path(args.out) / "val").mkdir(parents=True, exist_ok=True)
 elif args.command == "mpec":
     write(Path(args.out) / "teacher" / "teacher.json")
 elif args.command == "distill":
@@ -54,7 +56,7 @@ elif args.command == "report":
 '''
 
 
-def _run(tmp_path: Path, fail: str | None = None) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+def _run(tmp_path: Path, fail: str | None = None, *options: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     stand_in = bin_dir / "ov3d-train"
@@ -65,7 +67,7 @@ def _run(tmp_path: Path, fail: str | None = None) -> tuple[subprocess.CompletedP
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OV3D_TEST_CALLS": str(calls)}
     if fail:
         env["OV3D_TEST_FAIL"] = fail
-    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "run")], cwd=REPO, env=env,
+    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "run"), *options], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     made = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
     return done, made
@@ -74,12 +76,19 @@ def _run(tmp_path: Path, fail: str | None = None) -> tuple[subprocess.CompletedP
 def test_every_stage_is_a_valid_call_and_the_stages_chain(tmp_path):
     done, calls = _run(tmp_path)
     assert done.returncode == 0, done.stderr
-    assert [c[0] for c in calls] == ["sim", "mpec", "distill", "sim", "calibrate", "report"]
-    sim, mpec, distill, held_out, calibrate, report = calls
+    assert [c[0] for c in calls] == ["sim", "scannet-rooms", "mpec", "distill", "sim", "calibrate", "report"]
+    sim, rooms, mpec, distill, held_out, calibrate, report = calls
     run = str(tmp_path / "run")
     assert sim[sim.index("--scenes") + 1] == "80" and sim[sim.index("--seed") + 1] == "0"
-    assert mpec[mpec.index("--config") + 1].endswith("training/configs/mpec_cpu.yaml")
-    assert distill[distill.index("--config") + 1].endswith("training/configs/distill_cpu.yaml")
+    # the real rooms: scene0005 and scene0008 held out; the training scans oversampled 5x beside the simulated rooms
+    assert rooms[rooms.index("--src") + 1].endswith("shared/data/scannet_rooms")
+    assert rooms[rooms.index("--hold-out") + 1 :] == ["scene0005", "scene0008"]
+    for stage in (mpec, distill):
+        data = stage[stage.index("--data") + 1 :]
+        assert data[:2] == [f"{run}/sim", f"{run}/real/train@5"]
+    assert mpec[mpec.index("--config") + 1].endswith("training/configs/mpec_cpu_real.yaml")
+    assert distill[distill.index("--config") + 1].endswith("training/configs/distill_cpu_real.yaml")
+    assert distill[distill.index("--set") + 1] == f"init={REPO}/ov3d_ros/weights/sim_only"
     assert distill[distill.index("--teacher") + 1] == mpec[mpec.index("--out") + 1] == f"{run}/mpec"
     # the calibration rooms lie outside the training rooms 0-79
     assert int(held_out[held_out.index("--start") + 1]) >= 80 and "--install" in calibrate
@@ -89,9 +98,19 @@ def test_every_stage_is_a_valid_call_and_the_stages_chain(tmp_path):
     assert again.returncode == 0 and [c[0] for c in calls] == ["report"]
 
 
+def test_the_simulation_only_recipe_uses_no_real_rooms(tmp_path):
+    done, calls = _run(tmp_path, None, "--sim-only")
+    assert done.returncode == 0, done.stderr
+    assert [c[0] for c in calls] == ["sim", "mpec", "distill", "sim", "calibrate", "report"]
+    _, mpec, distill, *_ = calls
+    assert mpec[mpec.index("--config") + 1].endswith("training/configs/mpec_cpu.yaml")
+    assert distill[distill.index("--config") + 1].endswith("training/configs/distill_cpu.yaml")
+    assert "--set" not in distill and not any("real" in arg or "scannet" in arg for call in calls for arg in call)
+
+
 def test_a_failing_stage_stops_the_script_and_a_rerun_resumes_it(tmp_path):
     done, calls = _run(tmp_path, fail="distill")
-    assert done.returncode != 0 and [c[0] for c in calls] == ["sim", "mpec", "distill"]
+    assert done.returncode != 0 and [c[0] for c in calls] == ["sim", "scannet-rooms", "mpec", "distill"]
     done, calls = _run(tmp_path)  # the run folder exists now: distill resumes, the rest follows
     assert done.returncode == 0, done.stderr
     assert calls[0][:1] == ["distill"] and "--resume" in calls[0] and [c[0] for c in calls][1:] == ["sim", "calibrate", "report"]

@@ -22,15 +22,22 @@ from typing import Sequence
 import yaml
 
 
+MODULE_OF = {"scannet-rooms": "scannet"}  # subcommand -> its package, where the names differ
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``sim`` and ``distill`` get their arguments (an import of their modules, which
     pulls in pybullet etc.) only when ``command`` names them."""
     parser = argparse.ArgumentParser(prog="ov3d-train", description="Train the ov3d_ros networks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sim,mpec,distill,calibrate,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sim,scannet-rooms,mpec,distill,calibrate,report}")
 
     sim = sub.add_parser("sim", help="render simulated rosbag2 recordings with annotations")
     if command == "sim":
         _add_delegated_arguments(sim, "sim")
+
+    rooms = sub.add_parser("scannet-rooms", help="real labelled ScanNet scans -> training/validation folders with texts")
+    if command == "scannet-rooms":
+        _add_delegated_arguments(rooms, "scannet")
 
     mpec = sub.add_parser(
         "mpec",
@@ -90,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import importlib
 
-    module = importlib.import_module(f".{args.command}.cli", __package__)
+    module = importlib.import_module(f".{MODULE_OF.get(args.command, args.command)}.cli", __package__)
     return int(module.main(args) or 0)
 
 

@@ -64,13 +64,44 @@ class LoadedSource:
     source: Source
 
 
+def split_repeat(raw: str | Path) -> tuple[Path, int]:
+    """``PATH@N`` -> (PATH, N): every source under PATH enters each epoch N times (a few real
+    rooms beside many simulated ones get their share of the steps); a plain PATH repeats once. A
+    path that exists as written is never split."""
+    text = str(raw)
+    head, sep, count = text.rpartition("@")
+    if not sep or Path(text).expanduser().exists():
+        return Path(text).expanduser(), 1
+    if not count.isdigit() or int(count) < 1:
+        raise NoTrainingDataError(f"--data {text}: the repeat after '@' must be a whole number >= 1")
+    return Path(head).expanduser(), int(count)
+
+
+def source_repeats(paths: list[str | Path], sources: list[Source]) -> list[int]:
+    """How many times each of ``sources`` (from :func:`discover_sources` on ``paths``) enters an
+    epoch: the largest ``@N`` of the arguments it was found under."""
+    repeats = {source.path: 1 for source in sources}
+    for raw in paths:
+        path, count = split_repeat(raw)
+        for source in _expand(path.resolve()):
+            if source.path in repeats:
+                repeats[source.path] = max(repeats[source.path], count)
+    return [repeats[source.path] for source in sources]
+
+
+def repeat_each(items: list, repeats: list[int]) -> list:
+    """``items`` with item i written ``repeats[i]`` times, in order."""
+    return [item for item, count in zip(items, repeats) for _ in range(count)]
+
+
 def discover_sources(paths: list[str | Path]) -> list[Source]:
-    """Expand ``--data`` arguments into bag directories and scan files (sorted, unique)."""
+    """Expand ``--data`` arguments into bag directories and scan files (sorted, unique; a
+    ``PATH@N`` argument is read as PATH, see :func:`split_repeat`)."""
     found: dict[Path, Source] = {}
     for raw in paths:
-        path = Path(raw).expanduser()
+        path, _ = split_repeat(raw)
         if not path.exists():
-            raise NoTrainingDataError(f"--data {raw}: no such file or directory")
+            raise NoTrainingDataError(f"--data {path}: no such file or directory")
         for source in _expand(path.resolve()):
             assert_not_evaluation_data(source.path)
             found.setdefault(source.path, source)

@@ -197,6 +197,9 @@ class DistillConfig:
     loss: DistillLossConfig = field(default_factory=DistillLossConfig)
     validation: DistillValidationConfig = field(default_factory=DistillValidationConfig)
     teacher_cache: bool = True  # cache the teacher's features of deterministic views on disk
+    # warm start: a student checkpoint directory whose weights begin the run (same architecture);
+    # None = random initialisation. Resuming a run ignores it (the run's own checkpoint wins).
+    init: str | None = None
 
 
 def load_distill_config(path: str | Path) -> DistillConfig:

@@ -26,7 +26,7 @@ from torch import nn
 
 from ov3d_ros.core.network import StudentNet
 
-from ..data.sources import discover_sources, evaluation_dir
+from ..data.sources import discover_sources, evaluation_dir, repeat_each, source_repeats
 from ..trainer.config import ConfigError
 from ..trainer.distributed import DistInfo
 from ..trainer.loop import StepOutput
@@ -74,10 +74,11 @@ class DistillTask:
             sources = discover_sources(self.data)
             cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else self.run_dir / "cache"
             needs_normals = "normals" in cfg.student.input_features or "normals" in self.teacher.input_features
-            self.scene_files = prepare_scenes(
+            prepared = prepare_scenes(
                 sources, cache_dir, self.voxel_size, with_normals=needs_normals, normals_k=cfg.data.normals_k,
                 min_voxels=cfg.data.min_voxels, progress=cfg.trainer.progress,
             )  # fmt: skip
+            self.scene_files = repeat_each(prepared, source_repeats(self.data, sources))
             self.sources = [str(s.path) for s in sources]
             record.write_text(
                 json.dumps({"sources": self.sources, "scene_files": [str(p) for p in self.scene_files],
@@ -142,6 +143,8 @@ class DistillTask:
         if self.teacher is None:
             raise RuntimeError("DistillTask.build_model before prepare")
         student = StudentNet(self.config.student.build(self.teacher.text_dim))
+        if self.config.init:
+            warm_start(student, Path(self.config.init))
         return DistillationObjective(student, self.config.loss, self.config.pairs)
 
     def teacher_outputs(self, batch: DistillBatch) -> TeacherOutput:
@@ -203,6 +206,22 @@ class DistillTask:
             finished=finished, metrics=metrics, sources=self.sources, device=self.device_name,
         )  # fmt: skip
         return export_student(directory, student, metadata)
+
+
+def warm_start(student: StudentNet, checkpoint: Path) -> None:
+    """Copy a trained student's weights into ``student`` (``init`` in the recipe): a new teacher's
+    distillation then starts from what an earlier one taught instead of from noise. The
+    architecture must match tensor for tensor; anything else is a ConfigError naming the difference."""
+    from ov3d_ros.core.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        trained, _ = load_checkpoint(checkpoint, device="cpu")
+    except CheckpointError as exc:
+        raise ConfigError(f"init: {exc}") from exc
+    try:
+        student.load_state_dict(trained.state_dict())
+    except RuntimeError as exc:
+        raise ConfigError(f"init: {checkpoint} does not match the recipe's student architecture: {exc}") from exc
 
 
 def _describe_device(device: torch.device) -> str:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data.dataset import MPECBatch, MPECDataset, collate_items
 from ..data.scene import TrainingScene, prepare_scenes
-from ..data.sources import discover_sources, evaluation_dir
+from ..data.sources import discover_sources, evaluation_dir, repeat_each, source_repeats
 from ..trainer.config import ConfigError, to_dict
 from ..trainer.distributed import DistInfo
 from ..trainer.loop import StepOutput
@@ -89,9 +89,10 @@ class MPECTask:
             return encode
 
         cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
-        self.scene_files = prepare_scenes(
+        prepared = prepare_scenes(
             sources, cfg.data.scene_config(), cache_dir, make_encode, self.text_space.to_dict(), encoder.dim, progress
         )
+        self.scene_files = repeat_each(prepared, source_repeats(self.data, sources))
         if cfg.validation.enabled:
             if not self.evaluation_scan_path().is_file():
                 raise ConfigError(

@@ -48,6 +48,20 @@ def color_name(rgb) -> str:
     return str(_NAMES[int(np.argmin(np.linalg.norm(_ANCHOR_LAB - lab, axis=1)))])
 
 
+def dominant_point_color(rgb: np.ndarray, min_share: float = 0.45) -> str | None:
+    """The name most of a point set's sRGB colours (N, 3; uint8 or [0, 1]) carry, or None when no
+    name covers ``min_share`` of the points: :func:`dominant_color` for measured points."""
+    rgb = np.asarray(rgb)
+    if len(rgb) == 0:
+        return None
+    unit = rgb / 255.0 if rgb.dtype == np.uint8 else np.clip(rgb.astype(np.float64), 0.0, 1.0)
+    lab = srgb_to_lab(unit)
+    nearest = np.argmin(((lab[:, None, :] - _ANCHOR_LAB[None, :, :]) ** 2).sum(axis=2), axis=1)
+    names, counts = np.unique(_NAMES[nearest], return_counts=True)
+    best = int(np.argmax(counts))
+    return str(names[best]) if counts[best] >= min_share * len(rgb) else None
+
+
 def sample_color(
     rng: np.random.Generator, names: tuple[str, ...] = COLOR_NAMES
 ) -> tuple[str, tuple[float, float, float]]:

@@ -21,6 +21,16 @@ Nothing here does O(V^2) work except ``method="brute"``, kept only as the ground
   searched), linear in V. ``torch.cdist`` in chunks was rejected: it is O(V^2) work and its
   per-row top-k over V columns dominates at V = 100k even on a GPU.
 
+Ties -- which of several equidistant voxels wins
+------------------------------------------------
+Voxel centres lie on a grid, so many neighbours are exactly equally far (6 at one voxel, 12 at
+sqrt(2), ...) and the k-th place often falls inside such a group. The ``"grid"`` and ``"brute"``
+methods define the winner: neighbours are ordered by squared distance rounded to
+``TIE_RESOLUTION`` (1e-3) of a squared cell, then by the lower index. Equal grid distances that
+float rounding made unequal are therefore equal, and the result is the same on every device
+(CUDA and CPU give identical indices). The ``"kdtree"`` method keeps scipy's order within such a
+group (its distances are the same; which tied voxel fills the last places may differ).
+
 Results are ``KNN(indices, distances)``: (V, k) int64 and float32, nearest first, in the
 input's array type (numpy in -> numpy out, torch in -> torch on the same device out).
 ``include_self=True`` puts each voxel first in its own list (GGP's weights then include the
@@ -37,6 +47,7 @@ import torch
 
 _GRID_MAX_ROUNDS = 4  # radius growths before the brute-force fallback
 _GRID_CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 25}  # candidates per chunk (bounds memory)
+TIE_RESOLUTION = 1e-3  # squared distances equal to within this share of a squared cell are ties (module doc)
 
 
 class KNN(NamedTuple):
@@ -93,7 +104,8 @@ def knn_voxels(
             cell_size = 1.0 if integer_input else _estimate_spacing(pos)
         idx, dist = _grid_knn(pos, k_query, float(cell_size))
     else:
-        idx, dist = _brute_knn(pos, pos, k_query)
+        unit = cell_size if cell_size is not None else 1.0 if integer_input else _estimate_spacing(pos)
+        idx, dist = _brute_knn(pos, pos, k_query, tie=TIE_RESOLUTION * float(unit) ** 2)
     idx, dist = _self_first(idx, dist, k_out, include_self)
     return _as_output(KNN(idx, dist), is_numpy)
 
@@ -173,17 +185,30 @@ def _self_first(idx: torch.Tensor, dist: torch.Tensor, k_out: int, include_self:
     return idx[:, :k_out].contiguous(), dist[:, :k_out].to(torch.float32).contiguous()
 
 
-def _brute_knn(queries: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+def _brute_knn(
+    queries: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 2048, tie: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tie``: squared-distance resolution of the tie rule (module doc); None = topk's own order."""
     k = min(k, len(points))
     idx_parts, dist_parts = [], []
     for start in range(0, len(queries), chunk):
         d = torch.cdist(queries[start : start + chunk].double(), points.double())
-        values, index = torch.topk(d, k, dim=1, largest=False, sorted=True)
+        if tie is None:
+            values, index = torch.topk(d, k, dim=1, largest=False, sorted=True)
+        else:
+            columns = torch.arange(len(points), device=points.device, dtype=torch.float64)
+            _, index = torch.topk(_tie_key(d * d, tie, columns, len(points)), k, dim=1, largest=False, sorted=True)
+            values = torch.gather(d, 1, index)
         idx_parts.append(index)
         dist_parts.append(values.float())
     if not idx_parts:
         return torch.zeros((0, k), dtype=torch.int64, device=points.device), torch.zeros((0, k), device=points.device)
     return torch.cat(idx_parts), torch.cat(dist_parts)
+
+
+def _tie_key(d2: torch.Tensor, tie: float, index: torch.Tensor, total: int) -> torch.Tensor:
+    """One float64 key per candidate: rounded squared distance, then index (exact below 2^53)."""
+    return torch.floor(d2.double() / tie + 0.5) * total + index.double()
 
 
 def _estimate_spacing(pos: torch.Tensor, sample: int = 1024) -> float:
@@ -237,17 +262,21 @@ def _grid_knn(pos: torch.Tensor, k: int, cell_size: float) -> tuple[torch.Tensor
         cell_keys, cell_count = torch.unique_consecutive(sorted_keys, return_counts=True)
         cell_start = torch.cumsum(cell_count, 0) - cell_count
         bound = radius * cell_size * (1 - 1e-6)
+        tie = TIE_RESOLUTION * cell_size * cell_size
         chunk = max(1, budget // len(offsets))
         failed = []
         for begin in range(0, len(pending), chunk):
             query = pending[begin : begin + chunk]
             idx, d2 = _grid_candidates(pos, query, keys[query][:, None] + offset_keys, cell_keys, cell_start, cell_count, perm)
             take = min(k, d2.shape[1])
-            best, where = torch.topk(d2, take, dim=1, largest=False, sorted=True)
+            # nearest first, ties to the lower index (module doc)
+            _, where = torch.topk(_tie_key(d2, tie, idx, total), take, dim=1, largest=False, sorted=True)
+            best = torch.gather(d2, 1, where)
             if take < k:  # fewer candidates than k: certainly not verified
                 best = torch.cat([best, best.new_full((len(query), k - take), float("inf"))], dim=1)
                 where = torch.cat([where, where.new_zeros((len(query), k - take))], dim=1)
-            ok = best[:, -1] < bound * bound
+            # exact when every point tied with the k-th (rounded up to the tie's edge) was a candidate
+            ok = (torch.floor(best[:, -1].double() / tie + 0.5) + 0.5) * tie < bound * bound
             done = query[ok]
             out_idx[done] = torch.gather(idx, 1, where)[ok]
             out_dist[done] = best[ok].sqrt().float()
@@ -255,7 +284,7 @@ def _grid_knn(pos: torch.Tensor, k: int, cell_size: float) -> tuple[torch.Tensor
         pending = torch.cat(failed)
         radius *= 1.5
     if len(pending):
-        idx, dist = _brute_knn(pos[pending], pos, k)
+        idx, dist = _brute_knn(pos[pending], pos, k, tie=TIE_RESOLUTION * cell_size * cell_size)
         out_idx[pending] = idx
         out_dist[pending] = dist
     return out_idx, out_dist

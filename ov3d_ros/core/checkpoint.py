@@ -88,10 +88,19 @@ class CheckpointMetadata:
     # GGP setting calibrated for this model's affinities ({"k", "tau", "iterations", "calibration"};
     # ``ov3d-train calibrate``); None = not calibrated, the GGPConfig defaults apply
     ggp: dict[str, Any] | None = None
+    # the one-query decision's rule calibrated for this model ({"exclude", "alias", "margin",
+    # "calibration"}; ``ov3d-train calibrate-query``); None = QueryRule's defaults apply
+    query: dict[str, Any] | None = None
 
     def ggp_config(self):
         """The calibrated :class:`GGPConfig`, or None when the checkpoint records none."""
         return _ggp_config_of(self.ggp) if self.ggp else None
+
+    def query_rule(self):
+        """The calibrated :class:`~.query.QueryRule`, or None when the checkpoint records none."""
+        from .query import QueryRule
+
+        return QueryRule.from_record(self.query) if self.query else None
 
     def to_json_dict(self) -> dict:
         return {
@@ -108,6 +117,7 @@ class CheckpointMetadata:
             "git_commit": self.git_commit,
             "extra": self.extra,
             "ggp": self.ggp,
+            **({"query": self.query} if self.query is not None else {}),
         }
 
     @classmethod
@@ -125,6 +135,7 @@ class CheckpointMetadata:
             git_commit=data.get("git_commit"),
             extra=dict(data.get("extra") or {}),
             ggp=_ggp_or_none(data.get("ggp")),
+            query=_query_or_none(data.get("query")),
         )
 
 
@@ -136,6 +147,19 @@ def _ggp_or_none(value: Any) -> dict[str, Any] | None:
         _ggp_config_of(value)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"model.json 'ggp' must hold a valid k, tau and iterations, got {value!r} ({exc})") from exc
+    return dict(value)
+
+
+def _query_or_none(value: Any) -> dict[str, Any] | None:
+    """model.json's ``query``, checked like ``ggp``."""
+    if value is None:
+        return None
+    from .query import QueryRule
+
+    try:
+        QueryRule.from_record(value)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"model.json 'query' must hold a valid exclude, alias and margin, got {value!r} ({exc})") from exc
     return dict(value)
 
 
@@ -191,6 +215,23 @@ def record_ggp(path: str | Path, ggp: dict[str, Any]) -> Path:
     data = _read_json(directory)
     _parse_metadata(data, meta_path)  # a valid checkpoint only
     data["ggp"] = _ggp_or_none(ggp)
+    tmp = _temp_path(directory, METADATA_FILE)
+    try:
+        _write_durably(tmp, json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, meta_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return meta_path
+
+
+def record_query_rule(path: str | Path, rule: dict[str, Any]) -> Path:
+    """Write a calibrated one-query rule into an existing checkpoint's ``model.json`` (``query``,
+    atomically; weights untouched). Returns the metadata file."""
+    directory = _existing_directory(Path(path))
+    meta_path = directory / METADATA_FILE
+    data = _read_json(directory)
+    _parse_metadata(data, meta_path)  # a valid checkpoint only
+    data["query"] = _query_or_none(rule)
     tmp = _temp_path(directory, METADATA_FILE)
     try:
         _write_durably(tmp, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -46,6 +46,35 @@ and every score is 1 -- add negatives or keep background on to make the threshol
 Labels: 1 + index of the best positive if a positive has the highest logit of all candidates and
 its score is >= the threshold (when one is set); else 0. Every point gets the score of its best
 positive, also where it is background (so a UI can show how close it came).
+
+The one-query decision (the shipped vocabulary)
+-----------------------------------------------
+A robot asks for one thing at a time ("chair"). With only the user's negatives and the four
+canonical phrases competing, "is this point a chair?" is decided against almost nothing: most
+points go to the query. So, by default (``QuerySet.vocabulary``; None = on when ``background``
+is on; node parameter ``use_vocabulary``), a shipped vocabulary of ~300 common indoor things
+(``ov3d_ros/data/vocabulary/indoor.txt``, :mod:`.vocabulary`) competes too, under
+:class:`QueryRule`, whose three parameters are calibrated per model (``ov3d-train
+calibrate-query``, recorded in model.json ``query``):
+
+* ``exclude``: a vocabulary name whose text cosine to a positive is >= this means the same thing
+  ("couch" for "sofa") and is left out -- it must not take the query's points;
+* ``alias``: a name with cosine in [alias, exclude) to a positive counts *as* that positive
+  ("office chair", "armchair" for "chair"): a point it wins is labelled with the positive, and the
+  positive's score is the softmax mass of the positive and its aliases (None = no aliases);
+* ``margin``: subtracted from every vocabulary logit (cosine units), a bias between recall and
+  precision for the query against the vocabulary (the user's negatives are not shifted).
+
+Names equal to a positive, to a user negative or to a canonical phrase (case-insensitive) leave
+the vocabulary (they compete, if at all, once, as what they already are). Closed-set callers
+(``background=False``, e.g. ``ov3d-eval``'s closed mode) get no vocabulary unless they ask.
+
+Cost: the vocabulary does not depend on the query, so per cloud (and pooling on/off) its logits
+are summarised once (:class:`~.vocabulary.VocabularySummary`: the top-K names per voxel and the
+log-sum-exp over all of them); a query then computes only its own few columns plus the columns of
+the names it removes, and the competition's max and log-sum-exp follow exactly (the log-sum-exp
+up to float cancellation, bounded below by the best remaining name). Tested against deciding
+over all ~300 explicit columns.
 """
 from __future__ import annotations
 
@@ -57,6 +86,41 @@ import torch.nn.functional as F
 from .types import QuerySet
 
 CANONICAL_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
+
+
+@dataclass(frozen=True)
+class QueryRule:
+    """How the shipped vocabulary competes with the queries (module doc, "The one-query decision").
+
+    The defaults are the issue's probe (left out at cosine >= 0.8, counted as the query at >= 0.6,
+    no margin); a calibrated model records its own in model.json ``query`` (``ov3d-train
+    calibrate-query``), which the segmenter uses by default.
+    """
+
+    exclude: float = 0.8  # vocabulary names with text cosine >= this to a positive are left out
+    alias: float | None = 0.6  # cosine in [alias, exclude): the name counts as that positive; None: never
+    margin: float = 0.0  # subtracted from every vocabulary logit (cosine units)
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= float(self.exclude) <= 1.01:
+            raise ValueError(f"exclude must be a cosine in [-1, 1] (1.01: leave nothing out), got {self.exclude}")
+        if self.alias is not None and not -1.0 <= float(self.alias) <= 1.01:
+            raise ValueError(f"alias must be a cosine in [-1, 1] or None, got {self.alias}")
+        if not -1.0 <= float(self.margin) <= 1.0:
+            raise ValueError(f"margin must lie in [-1, 1] (cosine units), got {self.margin}")
+
+    def record(self) -> dict:
+        return {"exclude": float(self.exclude), "alias": None if self.alias is None else float(self.alias),
+                "margin": float(self.margin)}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: dict) -> "QueryRule":
+        """From model.json's ``query`` (extra keys, e.g. ``calibration``, are ignored)."""
+        if not isinstance(record, dict):
+            raise ValueError(f"a query rule is a mapping with exclude / alias / margin, got {record!r}")
+        alias = record.get("alias", cls.alias)
+        return cls(exclude=float(record.get("exclude", cls.exclude)), alias=None if alias is None else float(alias),
+                   margin=float(record.get("margin", cls.margin)))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,6 +175,10 @@ class DenseSemantic:
 
     def logits(self, text: torch.Tensor) -> torch.Tensor:
         return cosine_logits(self.unit_features, text)
+
+    def rows(self, index: torch.Tensor) -> "DenseSemantic":
+        """The field of the voxels ``index`` only (same logits for them)."""
+        return DenseSemantic(self.unit_features[index])
 
     def features(self) -> torch.Tensor:
         """(V, D) float32 unit features."""
@@ -185,6 +253,10 @@ class LowRankSemantic:
     def rank(self) -> int:
         return self.hidden.shape[1]
 
+    def rows(self, index: torch.Tensor) -> "LowRankSemantic":
+        """The field of the voxels ``index`` only (same logits for them)."""
+        return LowRankSemantic(self.hidden[index], self.weight, self.bias, self.inv_norm[index])
+
     def features(self) -> torch.Tensor:
         """(V, D) float32 unit features, materialised."""
         return torch.addmm(self.bias[None, :], self.hidden, self.weight.T) * self.inv_norm[:, None]
@@ -244,6 +316,10 @@ class PooledLowRank:
         text = text.to(device=self.basis.device, dtype=torch.float32)
         return torch.addmm(self.scale[:, None] * (text @ self.bias)[None, :], self.basis, (text @ self.weight).T)
 
+    def rows(self, index: torch.Tensor) -> "PooledLowRank":
+        """The pooled field of the voxels ``index`` only (same logits for them)."""
+        return PooledLowRank(self.basis[index], self.scale[index], self.weight, self.bias)
+
     def features(self) -> torch.Tensor:
         """(V, D) float32 pooled features (not re-normalised, see core.pooling)."""
         return torch.addmm(self.scale[:, None] * self.bias[None, :], self.basis, self.weight.T)
@@ -282,6 +358,77 @@ def decide(
         positive_wins &= best_score >= float(threshold)
     semantic = torch.where(positive_wins, best_positive + 1, torch.zeros_like(best_positive)).to(torch.int32)
     return VoxelDecision(semantic, best_score)
+
+
+@dataclass
+class DecisionParts:
+    """What :func:`decide_groups` decides from, for one query on one cloud (calibration reuses it
+    to try several margins without recomputing the logits)."""
+
+    answer: torch.Tensor  # (V, A) logits of the positives, then their aliases
+    owners: torch.Tensor  # (A,) positive index of each answer column
+    others: torch.Tensor  # (V, N) explicit competitors (user negatives, canonical phrases)
+    competition: tuple[torch.Tensor, torch.Tensor] | None  # the vocabulary, summarised (margin applied)
+    temperature: float
+
+    def decide(self, threshold: float | None = None, extra_margin: float = 0.0) -> VoxelDecision:
+        """The decision; ``extra_margin`` lowers the vocabulary's logits further (calibration)."""
+        competition = self.competition
+        if competition is not None and extra_margin:
+            competition = (competition[0] - extra_margin, competition[1] - extra_margin / self.temperature)
+        return decide_groups(self.answer, self.owners, self.others, self.temperature, threshold, competition)
+
+
+def decide_groups(
+    answer: torch.Tensor,
+    owners: torch.Tensor,
+    others: torch.Tensor | None,
+    temperature: float,
+    threshold: float | None = None,
+    competition: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> VoxelDecision:
+    """The decision with aliases and a summarised competition (module doc, "The one-query decision").
+
+    answer:      (V, A) logits of the positives and their aliases; owners (A,) the positive index
+                 each column answers for (0..P-1; the positives themselves first, in order).
+    others:      (V, N) logits of explicit competitors (the user's negatives, canonical phrases,
+                 or the vocabulary's columns themselves), or None.
+    competition: optional (max logit (V,), log-sum-exp of logits / T (V,)) of further competitors
+                 summarised elsewhere (:class:`~.vocabulary.VocabularySummary`); -inf = none.
+
+    A point is labelled 1 + owner of its best answer column when that column beats every
+    competitor (ties go to the answer, as in :func:`decide`); its score is the softmax mass of
+    that owner's columns over all candidates.
+    """
+    if answer.ndim != 2 or answer.shape[1] == 0 or owners.shape != (answer.shape[1],):
+        raise ValueError(f"answer {tuple(answer.shape)} needs one owner per column, got owners {tuple(owners.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    inv = 1.0 / float(temperature)
+    scaled = answer.float() * inv
+    answer_max, answer_arg = scaled.max(dim=1)
+    rival = torch.full_like(answer_max, float("-inf"))
+    if others is not None and others.shape[1]:
+        scaled_others = others.float() * inv
+        rival = torch.maximum(rival, scaled_others.max(dim=1).values)
+    if competition is not None:
+        rival = torch.maximum(rival, competition[0].float() * inv)
+    top = torch.maximum(answer_max, rival)
+    exp_answer = torch.exp(scaled - top[:, None])
+    total = exp_answer.sum(dim=1)
+    if others is not None and others.shape[1]:
+        total = total + torch.exp(scaled_others - top[:, None]).sum(dim=1)
+    if competition is not None:
+        total = total + torch.exp(competition[1].float() - top)
+    owners = owners.to(answer.device)
+    best = owners[answer_arg]
+    group = (exp_answer * (owners[None, :] == best[:, None])).sum(dim=1)
+    score = group / total
+    wins = answer_max >= rival
+    if threshold is not None:
+        wins &= score >= float(threshold)
+    semantic = torch.where(wins, best + 1, torch.zeros_like(best)).to(torch.int32)
+    return VoxelDecision(semantic, score)
 
 
 def score_logits(

@@ -45,18 +45,22 @@ from .network import StudentNet, set_conv_algorithm, to_sparse_tensor
 from .objects import extract_objects
 from .pooling import GGPConfig, PoolingGraph, build_pooling_graph
 from .query import (
+    DecisionParts,
     DenseSemantic,
     LowRankSemantic,
     PooledLowRank,
+    QueryRule,
     SemanticField,
     VoxelDecision,
     build_candidates,
     decide,
+    decide_groups,
     normalise_features,
     score_features,
 )
 from .text import CachedTextEncoder, TextEncoder, load_text_encoder
 from .types import QuerySet, SegmentationResult
+from .vocabulary import Vocabulary, VocabularySummary, field_block, load_vocabulary, matrix_block, split_vocabulary
 from .voxel import Voxels, voxelize
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "default"
@@ -99,6 +103,10 @@ class SegmenterConfig:
                       Q logits. 0 = always per query.
     floor_z:          floor height for the height input feature (None = estimated per cloud).
     num_threads:      torch intra-op threads on CPU (None = leave torch's setting).
+    query_rule:       how the vocabulary competes with a query (core/query.py, "The one-query
+                      decision"); None = the rule calibrated for the checkpoint (model.json
+                      ``query``, written by ``ov3d-train calibrate-query``), or QueryRule().
+    vocabulary:       vocabulary file for queries that use one (None = the shipped indoor list).
     """
 
     voxel_size: float | None = None
@@ -115,6 +123,8 @@ class SegmenterConfig:
     precompute_max_channels: int = 32
     floor_z: float | None = None
     num_threads: int | None = None
+    query_rule: QueryRule | None = None
+    vocabulary: str | Path | None = None
 
 
 @dataclass
@@ -132,6 +142,8 @@ class ProcessedCloud:
     stamp_ns: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     grid_edges: tuple[np.ndarray, np.ndarray] | None = None  # voxel adjacency for objects, built by the first query
+    # the vocabulary's logits summarised once per (pooling, vocabulary, temperature), by the first query using it
+    vocabulary_summaries: dict = field(default_factory=dict)
 
     @property
     def num_points(self) -> int:
@@ -160,7 +172,8 @@ class Segmenter:
         check_text_space(metadata, text_encoder)
         config = config or SegmenterConfig()
         # tau is calibrated per model: what "sharp" means depends on the trained embedding
-        self.config = replace(config, ggp=config.ggp or metadata.ggp_config() or GGPConfig())
+        self.config = replace(config, ggp=config.ggp or metadata.ggp_config() or GGPConfig(),
+                              query_rule=config.query_rule or metadata.query_rule() or QueryRule())  # fmt: skip
         self.metadata = metadata
         if self.config.voxel_size and abs(self.config.voxel_size - metadata.voxel_size) > 1e-9:
             warnings.warn(
@@ -177,6 +190,19 @@ class Segmenter:
         self.temperature = float(self.config.score_temperature or metadata.score_temperature)
         self.use_fp16 = bool(self.config.fp16 and self.device.type == "cuda")
         self._knn_worker: ThreadPoolExecutor | None = None
+        self._vocabulary: Vocabulary | None = None
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The competing vocabulary, read and embedded at first use (memoised per text encoder)."""
+        if self._vocabulary is None:
+            self._vocabulary = load_vocabulary(self.text_encoder, self.config.vocabulary, self.device)
+        return self._vocabulary
+
+    @property
+    def query_rule_calibrated(self) -> bool:
+        """Whether queries use the one-query rule calibrated for this checkpoint (model.json ``query``)."""
+        return self.metadata.query is not None and self.config.query_rule == self.metadata.query_rule()
 
     @property
     def ggp_calibrated(self) -> bool:
@@ -403,30 +429,122 @@ class Segmenter:
         tick = time.perf_counter()
         text = torch.from_numpy(self.text_encoder.encode(list(candidates.names))).to(self.device)
         timings["text"], tick = _lap(tick)
+        if queries.uses_vocabulary:
+            return self._vocabulary_decision(processed, candidates, text, pooling, path, threshold, timings)
         with torch.inference_mode():
             if path == "logits":
-                if pooling and processed.pooled is not None:  # pooled once in process()
-                    logits = processed.pooled.logits(text)
-                    timings["logits"], tick = _lap(tick)
-                else:
-                    logits = processed.semantic.logits(text)
-                    timings["logits"], tick = _lap(tick)
-                    if pooling and processed.num_voxels:
-                        logits = self._graph(processed).pool(logits, self.config.ggp.iterations)
-                _sync(self.device)
-                timings["pooling"], tick = _lap(tick)
+                logits = self._logits(processed, text, pooling, timings)
+                tick = time.perf_counter()
                 decision = decide(logits, candidates.num_positives, self.temperature, threshold)
             else:
                 # the check path: D-dim features pooled directly, never via the precomputed basis
-                pooled = processed.semantic.features()
-                if pooling:
-                    pooled = self._graph(processed).pool(pooled, self.config.ggp.iterations)
-                _sync(self.device)
-                timings["pooling"], tick = _lap(tick)
+                pooled = self._check_path_features(processed, pooling, timings)
+                tick = time.perf_counter()
                 decision = score_features(pooled, text, candidates, self.temperature, threshold)
         _sync(self.device)
         timings["decide"], tick = _lap(tick)
         return decision, timings
+
+    def _logits(self, processed: ProcessedCloud, text: torch.Tensor, pooling: bool, timings: dict) -> torch.Tensor:
+        """(V, Q) logits of ``text`` as the decision sees them: from the field pooled once per cloud,
+        or pooled per query, or raw (pooling off). Records "logits" and "pooling" timings."""
+        tick = time.perf_counter()
+        if pooling and processed.pooled is not None:  # pooled once in process()
+            logits = processed.pooled.logits(text)
+            timings["logits"], tick = _lap(tick)
+        else:
+            logits = processed.semantic.logits(text)
+            timings["logits"], tick = _lap(tick)
+            if pooling and processed.num_voxels:
+                logits = self._graph(processed).pool(logits, self.config.ggp.iterations)
+        _sync(self.device)
+        timings["pooling"], tick = _lap(tick)
+        return logits
+
+    def _check_path_features(self, processed: ProcessedCloud, pooling: bool, timings: dict) -> torch.Tensor:
+        tick = time.perf_counter()
+        pooled = processed.semantic.features()
+        if pooling:
+            pooled = self._graph(processed).pool(pooled, self.config.ggp.iterations)
+        _sync(self.device)
+        timings["pooling"], tick = _lap(tick)
+        return pooled
+
+    def _vocabulary_decision(
+        self, processed: ProcessedCloud, candidates, text: torch.Tensor, pooling: bool, path: str,
+        threshold: float | None, timings: dict,
+    ) -> tuple[VoxelDecision, dict[str, float]]:
+        """The one-query decision (core/query.py): the query's own candidates plus the vocabulary,
+        split by text cosine; the competing names summarised once per cloud (logit path) or as
+        explicit columns (the check path, which the logit path is tested against)."""
+        with torch.inference_mode():
+            if path == "logits":
+                parts = self._vocabulary_parts(processed, candidates, text, pooling, timings)
+                tick = time.perf_counter()
+                decision = parts.decide(threshold)
+            else:
+                tick = time.perf_counter()
+                vocabulary, rule = self.vocabulary, self.config.query_rule
+                split, answer_text, owners = self._vocabulary_split(candidates, text)
+                columns = torch.cat([answer_text, text[candidates.num_positives:]])
+                timings["vocabulary"], tick = _lap(tick)
+                pooled = self._check_path_features(processed, pooling, timings)
+                competitors = vocabulary.embeddings[~split.removed]
+                logits = pooled.float() @ torch.cat([columns, competitors]).float().T
+                logits[:, len(columns):] -= float(rule.margin)
+                answers = len(answer_text)
+                tick = time.perf_counter()
+                decision = decide_groups(logits[:, :answers], owners, logits[:, answers:], self.temperature, threshold)
+        _sync(self.device)
+        timings["decide"], tick = _lap(tick)
+        return decision, timings
+
+    def decision_parts(self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None) -> DecisionParts:
+        """The pieces a vocabulary query is decided from (logit path; ``parts.decide()`` equals
+        :meth:`voxel_decision`'s labels and scores). For calibrations that try several margins."""
+        pooling = self.config.pooling if pooling is None else pooling
+        candidates = build_candidates(queries)
+        text = torch.from_numpy(self.text_encoder.encode(list(candidates.names))).to(self.device)
+        with torch.inference_mode():
+            return self._vocabulary_parts(processed, candidates, text, pooling, {})
+
+    def _vocabulary_split(self, candidates, text: torch.Tensor):
+        positives = candidates.num_positives
+        split = split_vocabulary(self.vocabulary, text[:positives], self.config.query_rule, taken=candidates.names)
+        answer_text = torch.cat([text[:positives], self.vocabulary.embeddings[split.alias_index]])
+        owners = torch.cat([torch.arange(positives, device=self.device), split.alias_owner.to(self.device)])
+        return split, answer_text, owners
+
+    def _vocabulary_parts(self, processed: ProcessedCloud, candidates, text: torch.Tensor, pooling: bool,
+                          timings: dict) -> DecisionParts:  # fmt: skip
+        tick = time.perf_counter()
+        split, answer_text, owners = self._vocabulary_split(candidates, text)
+        timings["vocabulary"], tick = _lap(tick)
+        logits = self._logits(processed, torch.cat([answer_text, text[candidates.num_positives:]]), pooling, timings)
+        tick = time.perf_counter()
+        summary = self._vocabulary_summary(processed, pooling)
+        competition = summary.competition(split.removed, self.config.query_rule.margin) if summary is not None else None
+        timings["vocabulary_competition"], tick = _lap(tick)
+        answers = len(answer_text)
+        return DecisionParts(logits[:, :answers], owners, logits[:, answers:], competition, self.temperature)
+
+    def _vocabulary_summary(self, processed: ProcessedCloud, pooling: bool) -> VocabularySummary | None:
+        """The vocabulary's logits on this cloud, summarised at the first query that needs them."""
+        vocabulary = self.vocabulary
+        key = (bool(pooling), vocabulary.sha256, self.temperature, self.config.ggp.iterations if pooling else 0)
+        summary = processed.vocabulary_summaries.get(key)
+        if summary is None and processed.num_voxels:
+            if pooling and processed.pooled is not None:
+                block = field_block(processed.pooled, vocabulary)
+            elif not pooling:
+                block = field_block(processed.semantic, vocabulary)
+            else:  # logits pooled per query: pool the vocabulary's once per cloud and keep them
+                matrix = self._graph(processed).pool(processed.semantic.logits(vocabulary.embeddings),
+                                                     self.config.ggp.iterations)  # fmt: skip
+                block = matrix_block(matrix)
+            summary = VocabularySummary(block, processed.num_voxels, len(vocabulary), self.temperature)
+            processed.vocabulary_summaries[key] = summary
+        return summary
 
     def pooled_features(self, processed: ProcessedCloud, *, pooling: bool | None = None) -> torch.Tensor:
         """(V, D) float32 GGP-pooled unit semantic features, not re-normalised (with pooling off:

@@ -21,12 +21,21 @@ class QuerySet:
     negatives:  names that compete with the positives but are never reported (LERF-style).
     threshold:  a point whose best positive score is below it is background (None = off).
     background: add canonical negatives ("object", "things", "stuff", "texture").
+    vocabulary: let the shipped vocabulary of common indoor things compete too (core/query.py,
+                "The one-query decision"); None = with the background (on when ``background``
+                is), so closed-set callers (background off) keep a closed set.
     """
 
     positives: tuple[str, ...]
     negatives: tuple[str, ...] = ()
     threshold: float | None = None
     background: bool = True
+    vocabulary: bool | None = None
+
+    @property
+    def uses_vocabulary(self) -> bool:
+        """Whether the vocabulary competes (``vocabulary``, or ``background`` when it is None)."""
+        return self.background if self.vocabulary is None else bool(self.vocabulary)
 
     @classmethod
     def parse(cls, text: str, negatives: str | list[str] = (), **kwargs) -> "QuerySet":

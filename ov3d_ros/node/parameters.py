@@ -68,6 +68,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               dynamic=True),
     ParamSpec("use_background", True, "Also compete against generic phrases (object, things, stuff, texture).",
               dynamic=True),
+    ParamSpec("use_vocabulary", True, "Also compete against the shipped vocabulary of ~300 indoor things (names "
+              "meaning the same as a query left out, near ones counted as it; the model's calibrated rule).",
+              dynamic=True),
     ParamSpec("score_threshold", 0.0, "A point whose best query score is below this is background (0 = off).",
               dynamic=True, low=0.0, high=1.0),
     ParamSpec("min_object_points", 20, "Smallest object reported (points); smaller groups stay unlabelled.",
@@ -175,6 +178,7 @@ class NodeSettings:
     queries: str
     negatives: str
     use_background: bool
+    use_vocabulary: bool
     score_threshold: float
     min_object_points: int
     input_reliability: str
@@ -210,6 +214,7 @@ class NodeSettings:
             negatives=self.negatives,
             threshold=self.score_threshold if self.score_threshold > 0.0 else None,
             background=self.use_background,
+            vocabulary=self.use_vocabulary,
         )
 
 

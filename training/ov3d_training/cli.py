@@ -4,6 +4,7 @@
     ov3d-train mpec   --config FILE.yaml --data DIR_OR_BAGS... --out RUN_DIR [--resume]
     ov3d-train distill --teacher MPEC_RUN --data ... --out RUN_DIR   (see ov3d_training.distill.cli)
     ov3d-train calibrate --student CKPT --data HELD_OUT_SIM... [--install]  GGP tau / T per model (ov3d_training.calibrate.cli)
+    ov3d-train calibrate-query --student CKPT --data HELD_OUT_SCANS... [--install]  the one-query rule (calibrate.query.cli)
     ov3d-train report --out DIR [--student CKPT] [--teacher DIR]     accuracy report (ov3d_training.report.cli)
 
 Data-parallel: the same command under torchrun, e.g.
@@ -22,14 +23,14 @@ from typing import Sequence
 import yaml
 
 
-MODULE_OF = {"scannet-rooms": "scannet"}  # subcommand -> its package, where the names differ
+MODULE_OF = {"scannet-rooms": "scannet", "calibrate-query": "calibrate.query"}  # subcommand -> its package, where the names differ
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``sim`` and ``distill`` get their arguments (an import of their modules, which
     pulls in pybullet etc.) only when ``command`` names them."""
     parser = argparse.ArgumentParser(prog="ov3d-train", description="Train the ov3d_ros networks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sim,scannet-rooms,mpec,distill,calibrate,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sim,scannet-rooms,mpec,distill,calibrate,calibrate-query,report}")
 
     sim = sub.add_parser("sim", help="render simulated rosbag2 recordings with annotations")
     if command == "sim":
@@ -61,6 +62,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     calibrate = sub.add_parser("calibrate", help="pick GGP's tau and T for a student on held-out simulated rooms")
     if command == "calibrate":
         _add_delegated_arguments(calibrate, "calibrate")
+
+    calibrate_query = sub.add_parser("calibrate-query", help="pick the one-query rule (vocabulary) for a student on held-out scans")
+    if command == "calibrate-query":
+        _add_delegated_arguments(calibrate_query, "calibrate.query")
 
     report = sub.add_parser("report", help="accuracy report of a student on the real scans (tables, plots, renders)")
     if command == "report":

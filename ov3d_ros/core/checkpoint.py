@@ -35,6 +35,7 @@ from .text import TextEncoder
 SCHEMA_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
+PACKAGED_MODELS = Path(__file__).resolve().parents[1] / "weights"  # default/, sim_only/, ...
 _REQUIRED_KEYS = ("schema_version", "architecture", "voxel_size", "input_features", "text_encoder", "weights_sha256")
 
 
@@ -319,10 +320,30 @@ def _directory_of(path: Path) -> Path:
     return path.parent if path.suffix in (".safetensors", ".json") else path
 
 
+def packaged_model_names() -> list[str]:
+    """Names of the models shipped in the package (``ov3d_ros/weights/<name>``)."""
+    if not PACKAGED_MODELS.is_dir():
+        return []
+    return sorted(p.name for p in PACKAGED_MODELS.iterdir() if (p / METADATA_FILE).is_file())
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint path, or the bare name of a packaged model (``sim_only``, ``default``) when no
+    file or folder of that name exists where the caller runs."""
+    path = Path(path)
+    if not path.exists() and len(path.parts) == 1 and path.name in packaged_model_names():
+        return PACKAGED_MODELS / path.name
+    return path
+
+
 def _existing_directory(path: Path) -> Path:
+    path = resolve_checkpoint(path)
     directory = _directory_of(path)
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: expected a directory with {METADATA_FILE} and {WEIGHTS_FILE}")
+        raise CheckpointError(
+            f"no checkpoint at {path}: expected a directory with {METADATA_FILE} and {WEIGHTS_FILE}, or the name of a "
+            f"packaged model ({', '.join(packaged_model_names()) or 'none installed'})"
+        )
     if not directory.is_dir():
         raise CheckpointError(f"{path} is not a checkpoint directory (expected {METADATA_FILE} + {WEIGHTS_FILE})")
     return directory

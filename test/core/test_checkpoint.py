@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,3 +253,16 @@ def test_malformed_ggp_records_are_refused(saved, bad):
     _edit_json(directory, ggp=bad)
     with pytest.raises(CheckpointError, match="ggp"):
         read_metadata(directory)
+
+
+def test_a_packaged_model_loads_by_name(tmp_path, monkeypatch):
+    from ov3d_ros.core.checkpoint import PACKAGED_MODELS, packaged_model_names, read_metadata, resolve_checkpoint
+
+    assert {"default", "sim_only"} <= set(packaged_model_names())
+    monkeypatch.chdir(tmp_path)  # nothing called sim_only here: the name means the packaged model
+    assert resolve_checkpoint("sim_only") == PACKAGED_MODELS / "sim_only"
+    assert read_metadata("sim_only").trained
+    (tmp_path / "sim_only").mkdir()  # a folder of that name where the caller runs wins
+    assert resolve_checkpoint("sim_only") == Path("sim_only")
+    with pytest.raises(CheckpointError, match="packaged model"):
+        read_metadata("no_such_model")

@@ -4,11 +4,16 @@
   files and the ament resource marker; ``ros2 launch ov3d_ros segment.launch.py`` then works.
 * Plain pip, no ROS install: ``pip install -e ".[standalone,test]"``. The ``standalone`` extra brings
   rclpy and the message packages from the registry's ``ros-jazzy-*`` wheels; it is an extra so it
-  never shadows a system ROS 2.
+  never shadows a system ROS 2. The same ``data_files`` then put the ament index entry and
+  share/ov3d_ros into the environment's prefix (editable installs too, see EditableWheel), and
+  a .pth file adds that prefix to AMENT_PREFIX_PATH, so ``ros2 launch ov3d_ros ...`` finds them.
 """
+import os
+import sysconfig
 from glob import glob
 
 from setuptools import find_packages, setup
+from setuptools.command.editable_wheel import editable_wheel
 
 PACKAGE = "ov3d_ros"
 
@@ -47,7 +52,25 @@ MSGS = [
 ]
 # Only what the simulator and the trainers need beyond inference.
 TRAIN = ["pybullet==3.2.7", "tensorboard>=2.15", "tqdm>=4.66"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[train,msgs]"]
+# What launch, launch_ros and ros2cli import from the registry; they themselves are installed from
+# Jazzy sources by ``ov3d-ros-tools`` (not on the registry).
+ROS_TOOLS = ["osrf-pycommon", "argcomplete", "psutil", "lark"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[train,msgs,rostools]"]
+# The environment's site-packages, relative to its prefix (where data_files go).
+SITE_PACKAGES = os.path.relpath(sysconfig.get_path("purelib"), sysconfig.get_path("data"))
+
+
+class EditableWheel(editable_wheel):
+    """setuptools' editable wheels skip ``data_files``: it asks the distribution for ``has_data``,
+    which no Distribution has (it is ``has_data_files``). Install them as a regular wheel would
+    (copies: rerun the pip install after editing launch/, config/ or rviz/)."""
+
+    def _run_install(self, category):
+        if category == "data" and self.distribution.has_data_files():
+            self.run_command("install_data")
+            return
+        super()._run_install(category)
+
 
 setup(
     name=PACKAGE,
@@ -60,7 +83,7 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
     + find_packages(where="training", include=["ov3d_training", "ov3d_training.*"]),
     package_dir={"ov3d_training": "training/ov3d_training"},
-    package_data={PACKAGE: ["weights/*/*", "data/*/*"]},
+    package_data={PACKAGE: ["weights/*/*", "data/*/*", "node/cmake/*.cmake"]},
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -69,8 +92,12 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
         # the ov3d_msgs sources, so an installed (non-editable) package can still build them
-        (f"share/{PACKAGE}/ov3d_msgs", ["msg/CMakeLists.txt", "msg/package.xml"]),
-        (f"share/{PACKAGE}/ov3d_msgs/msg", glob("msg/msg/*.msg")),
+        (f"share/{PACKAGE}/ov3d_msgs", ["ov3d_msgs/CMakeLists.txt", "ov3d_msgs/package.xml"]),
+        (f"share/{PACKAGE}/ov3d_msgs/msg", glob("ov3d_msgs/msg/*.msg")),
+        (f"share/{PACKAGE}/ov3d_msgs/srv", glob("ov3d_msgs/srv/*.srv")),
+        # pip path only: puts the environment's prefix on AMENT_PREFIX_PATH (a colcon install
+        # puts it beside its own site-packages, where Python never reads .pth files)
+        (SITE_PACKAGES, ["resource/ov3d_ros_ament_prefix.pth"]),
         # colcon puts console scripts in bin/; ros2 run and launch look in lib/<package>/
         (f"lib/{PACKAGE}", ["scripts/segment_node"]),
     ],
@@ -88,7 +115,8 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
-    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "train": TRAIN, "test": TEST},
+    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "rostools": ROS_TOOLS, "train": TRAIN, "test": TEST},
+    cmdclass={"editable_wheel": EditableWheel},
     zip_safe=False,
     tests_require=["pytest"],
     entry_points={
@@ -99,6 +127,7 @@ setup(
             "ov3d-bench = ov3d_ros.bench.cli:main",
             "ov3d-train = ov3d_training.cli:main",
             "ov3d-build-msgs = ov3d_ros.node.build_interfaces:main",
+            "ov3d-ros-tools = ov3d_ros.node.ros_tools:main",
         ],
     },
 )

@@ -1,10 +1,14 @@
-"""ov3d-build-msgs: build the ov3d_msgs interfaces (msg/) without a ROS workspace.
+"""ov3d-build-msgs: build ROS 2 interface packages (ov3d_msgs by default) without a workspace.
 
 In a ROS 2 workspace colcon builds ``ov3d_msgs`` like any interface package. A pip install
 has no colcon, so this command runs the same CMake build (rosidl generates C, C++ and Python
 type support) with the registry's ``ros-jazzy-*`` build wheels, into one prefix per
 environment (default ``<sys.prefix>/opt/ov3d_msgs``, or ``$OV3D_MSGS_PREFIX``).
 ``ov3d_ros.node.interfaces.load_ov3d_msgs`` then makes the messages importable.
+
+Any other interface package builds the same way (``--source DIR``, e.g. composition_interfaces
+for launch_ros, see ``ov3d_ros.node.ros_tools``): its name comes from its package.xml, and
+cmake/drop_missing_include_dirs.cmake is injected so the wheels' exported targets configure.
 
 Standard library only: it must run before anything else is importable.
 """
@@ -25,7 +29,9 @@ from pathlib import Path
 
 PACKAGE = "ov3d_msgs"
 PREFIX_ENV = "OV3D_MSGS_PREFIX"
-STAMP_NAME = "ov3d_msgs_build.json"
+STAMP_NAME = "rosidl_build.json"  # in PREFIX/share/<package>/
+CMAKE_HELPER = Path(__file__).resolve().parent / "cmake" / "drop_missing_include_dirs.cmake"
+INTERFACE_DIRS = ("msg", "srv", "action")
 
 # CMake packages the build finds, and the registry wheel that ships each. The wheels'
 # own dependency metadata is incomplete (ament_cmake does not pull in
@@ -71,9 +77,9 @@ def default_prefix() -> Path:
 
 
 def find_source(explicit: Path | None = None) -> Path:
-    """The msg/ package: given, in this checkout, or as installed under share/ov3d_ros."""
+    """The ov3d_msgs package: given, in this checkout, or as installed under share/ov3d_ros."""
     candidates = [explicit] if explicit else [
-        Path(__file__).resolve().parents[2] / "msg",  # source checkout / editable install
+        Path(__file__).resolve().parents[2] / PACKAGE,  # source checkout / editable install
         Path(sys.prefix) / "share" / "ov3d_ros" / PACKAGE,  # wheel install (data_files)
     ]
     for path in candidates:
@@ -82,14 +88,28 @@ def find_source(explicit: Path | None = None) -> Path:
     raise BuildError(
         "ov3d_msgs sources (CMakeLists.txt, package.xml, msg/*.msg) not found in "
         + ", ".join(str(p) for p in candidates if p is not None)
-        + "; pass --source PATH/TO/msg"
+        + "; pass --source PATH/TO/ov3d_msgs"
     )
+
+
+def package_name(source: Path) -> str:
+    """The <name> of an interface package's package.xml."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        name = ElementTree.parse(source / "package.xml").getroot().findtext("name")
+    except (OSError, ElementTree.ParseError) as exc:
+        raise BuildError(f"cannot read {source / 'package.xml'}: {exc}") from exc
+    if not name or not name.strip():
+        raise BuildError(f"{source / 'package.xml'} names no package")
+    return name.strip()
 
 
 def source_digest(source: Path) -> str:
     """Hash of everything that shapes the generated code, plus the interpreter ABI."""
     digest = hashlib.sha256()
-    files = [source / "CMakeLists.txt", source / "package.xml", *sorted((source / "msg").glob("*.msg"))]
+    interfaces = [path for sub in INTERFACE_DIRS for path in sorted((source / sub).glob(f"*.{sub}"))]
+    files = [source / "CMakeLists.txt", source / "package.xml", *interfaces]
     for path in files:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -97,9 +117,13 @@ def source_digest(source: Path) -> str:
     return digest.hexdigest()
 
 
-def read_stamp(prefix: Path) -> dict:
+def stamp_path(prefix: Path, package: str = PACKAGE) -> Path:
+    return prefix / "share" / package / STAMP_NAME
+
+
+def read_stamp(prefix: Path, package: str = PACKAGE) -> dict:
     try:
-        return json.loads((prefix / STAMP_NAME).read_text())
+        return json.loads(stamp_path(prefix, package).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -164,15 +188,16 @@ def build(
     force: bool = False,
     jobs: int | None = None,
 ) -> BuildResult:
-    """Generate, compile and install ov3d_msgs into ``prefix``. Idempotent: an up-to-date
-    prefix (same sources, same interpreter) is left alone unless ``force``."""
+    """Generate, compile and install an interface package (default: ov3d_msgs) into ``prefix``.
+    Idempotent: an up-to-date prefix (same sources, same interpreter) is left alone unless ``force``."""
     import time
 
     start = time.monotonic()
     prefix = (prefix or default_prefix()).resolve()
     source = find_source(source)
+    package = package_name(source)
     digest = source_digest(source)
-    if not force and read_stamp(prefix).get("digest") == digest:
+    if not force and read_stamp(prefix, package).get("digest") == digest:
         return BuildResult(prefix, rebuilt=False, seconds=time.monotonic() - start)
 
     tools = missing_tools()
@@ -195,9 +220,10 @@ def build(
     # colcon would not be confused by the repository's own package.xml; plain cmake needs
     # no such care, but keep the build tree outside the source tree either way.
     prefix.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix="ov3d_msgs_build_"))
-    log = prefix / "build.log"
-    log.write_text(f"ov3d_msgs build from {source} into {prefix}\n")
+    build_dir = Path(tempfile.mkdtemp(prefix=f"{package}_build_"))
+    log = stamp_path(prefix, package).with_name("rosidl_build.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"{package} build from {source} into {prefix}\n")
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     try:
         _run(
@@ -207,6 +233,7 @@ def build(
                 f"-DPython3_EXECUTABLE={sys.executable}",
                 "-DBUILD_TESTING=OFF",
                 "-DCMAKE_BUILD_TYPE=Release",
+                f"-DCMAKE_PROJECT_INCLUDE={CMAKE_HELPER}",
                 # Lets the generated Python extensions find their libraries in PREFIX/lib
                 # without LD_LIBRARY_PATH (the importer still preloads them, see interfaces.py).
                 f"-DCMAKE_INSTALL_RPATH={prefix / 'lib'}",
@@ -218,18 +245,20 @@ def build(
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     stamp = {"digest": digest, "source": str(source), "python": sys.executable, "soabi": sysconfig.get_config_var("SOABI")}
-    (prefix / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n")
+    stamp_path(prefix, package).write_text(json.dumps(stamp, indent=2) + "\n")
     return BuildResult(prefix, rebuilt=True, seconds=time.monotonic() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ov3d-build-msgs",
-        description="Build the ov3d_msgs interfaces (ObjectArray, Query) for this Python environment "
-        "without a ROS workspace. In a colcon workspace, build the msg/ package with colcon instead.",
+        description="Build the ov3d_msgs interfaces (ObjectArray, Query, SetQuery) -- or another interface "
+        "package given with --source -- for this Python environment without a ROS workspace. In a colcon "
+        "workspace, colcon builds ov3d_msgs instead.",
     )
     parser.add_argument("--prefix", type=Path, default=None, help=f"install prefix (default: {default_prefix()})")
-    parser.add_argument("--source", type=Path, default=None, help="the msg/ package directory (default: found)")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="an interface package directory (default: this checkout's ov3d_msgs)")
     parser.add_argument("--no-install-deps", action="store_true", help="fail instead of pip-installing build wheels")
     parser.add_argument("--force", action="store_true", help="rebuild even when the prefix is up to date")
     parser.add_argument("--jobs", type=int, default=None, help="parallel compile jobs")
@@ -240,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[ov3d-build-msgs] error: {exc}", file=sys.stderr)
         return 1
     state = f"built in {result.seconds:.1f} s" if result.rebuilt else "already up to date"
-    print(f"[ov3d-build-msgs] ov3d_msgs {state}: {result.prefix}")
+    print(f"[ov3d-build-msgs] {package_name(find_source(args.source))} {state}: {result.prefix}")
     if os.environ.get(PREFIX_ENV) is None and args.prefix is not None and result.prefix != default_prefix():
         print(f"[ov3d-build-msgs] the node looks in {default_prefix()}; export {PREFIX_ENV}={result.prefix}")
     return 0

@@ -65,6 +65,7 @@ def _check_type_support() -> None:
     msg = importlib.import_module(f"{PACKAGE}.msg")
     for name in ("Object", "ObjectArray", "Query"):
         check_for_type_support(getattr(msg, name))
+    check_for_type_support(importlib.import_module(f"{PACKAGE}.srv").SetQuery)
 
 
 def _forget_failed_import() -> None:
@@ -147,4 +148,9 @@ def ov3d_msgs() -> ModuleType | None:
     return importlib.import_module(f"{PACKAGE}.msg") if load_ov3d_msgs().available else None
 
 
-__all__ = ["InterfaceStatus", "PREFIX_ENV", "load_ov3d_msgs", "ov3d_msgs"]
+def ov3d_srvs() -> ModuleType | None:
+    """The ``ov3d_msgs.srv`` module (SetQuery) when the interfaces are usable, else None."""
+    return importlib.import_module(f"{PACKAGE}.srv") if load_ov3d_msgs().available else None
+
+
+__all__ = ["InterfaceStatus", "PREFIX_ENV", "load_ov3d_msgs", "ov3d_msgs", "ov3d_srvs"]

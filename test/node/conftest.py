@@ -1,9 +1,9 @@
 """Fixtures for the node tests: real rclpy over Fast DDS on loopback, one ROS domain per test."""
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +13,9 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy missing: install the standalone extra or source ROS 2 Jazzy")
 
+from ros_helpers import next_domain_id  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
-
-# Domain ids 1..100, offset by the process id so parallel test sessions rarely meet.
-_DOMAIN_BASE = (os.getpid() * 7919) % 100
-_domain_counter = itertools.count()
-
-
-def next_domain_id() -> int:
-    return 1 + (_DOMAIN_BASE + next(_domain_counter)) % 100
 
 
 @pytest.fixture
@@ -64,6 +58,31 @@ def ov3d_msgs_prefix(tmp_path_factory) -> Path:
     prefix = tmp_path_factory.mktemp("ov3d_msgs_prefix")
     build(prefix, install_deps=False)
     return prefix
+
+
+SHARED_ROS2 = Path(os.environ.get("OV3D_ROS_TOOLS_SOURCE", REPO.parent / "shared" / "ros2"))
+
+
+@pytest.fixture(scope="session")
+def ros2_tools() -> Path:
+    """launch, launch_ros and the ros2 command, installed from ../shared/ros2 into this environment
+    once (ov3d-ros-tools: pip --no-deps of their Jazzy sources, composition_interfaces built with
+    the project's interface builder). Returns the ros2 executable."""
+    import importlib
+
+    if not (SHARED_ROS2 / "ros2cli").is_dir():
+        message = f"the Jazzy sources of launch/ros2cli are not at {SHARED_ROS2} (set OV3D_ROS_TOOLS_SOURCE)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI always has ../shared/ros2
+        pytest.skip(message)
+    _require_build_tools()
+    from ov3d_ros.node.ros_tools import install
+
+    install(SHARED_ROS2)
+    importlib.invalidate_caches()
+    ros2 = Path(sys.executable).parent / "ros2"
+    assert ros2.is_file(), f"ros2 not installed in {ros2.parent}"
+    return ros2
 
 
 @pytest.fixture(scope="session")

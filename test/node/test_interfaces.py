@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,17 +105,17 @@ def test_rebuild_is_skipped_when_sources_are_unchanged(ov3d_msgs_prefix):
     assert stamp["digest"] == build_interfaces.source_digest(build_interfaces.find_source())
 
 
-def test_source_digest_follows_the_msg_files(tmp_path):
+def test_source_digest_follows_the_msg_and_srv_files(tmp_path):
     source = build_interfaces.find_source()
-    copy = tmp_path / "msg"
-    (copy / "msg").mkdir(parents=True)
-    for name in ("CMakeLists.txt", "package.xml"):
-        (copy / name).write_bytes((source / name).read_bytes())
-    for path in (source / "msg").glob("*.msg"):
-        (copy / "msg" / path.name).write_bytes(path.read_bytes())
+    assert source == Path(build_interfaces.__file__).resolve().parents[2] / "ov3d_msgs"  # beside ov3d_ros/
+    copy = tmp_path / "ov3d_msgs"
+    shutil.copytree(source, copy)
     assert build_interfaces.source_digest(copy) == build_interfaces.source_digest(source)
-    (copy / "msg" / "Object.msg").write_text((source / "msg" / "Object.msg").read_text() + "uint8 extra\n")
-    assert build_interfaces.source_digest(copy) != build_interfaces.source_digest(source)
+    assert build_interfaces.package_name(copy) == "ov3d_msgs"
+    for changed in ("msg/Object.msg", "srv/SetQuery.srv"):
+        (copy / changed).write_text((source / changed).read_text() + "uint8 extra\n")
+        assert build_interfaces.source_digest(copy) != build_interfaces.source_digest(source), changed
+        (copy / changed).write_text((source / changed).read_text())
 
 
 def test_unbuilt_prefix_is_reported_not_raised(tmp_path):

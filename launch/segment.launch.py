@@ -3,6 +3,7 @@
     ros2 launch ov3d_ros segment.launch.py cloud_topic:=/camera/depth/points
     ros2 launch ov3d_ros segment.launch.py demo:=true            # the packaged recording
     ros2 launch ov3d_ros segment.launch.py namespace:=robot1 rviz:=false device:=cpu
+    ros2 launch ov3d_ros segment.launch.py autostart:=false      # unconfigured, for a lifecycle manager
 
 Arguments given here override the same keys of the config file; arguments left empty keep
 the config's value. ``fastdds_profile:=true`` gives the node the shipped Fast DDS profile
@@ -31,6 +32,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "rviz_config": ("", "RViz config (default: the package's rviz/segment.rviz)."),
     "fixed_frame": ("map", "RViz fixed frame."),
     "demo": ("false", "Play the packaged demo recording into the node (ov3d-segment --demo)."),
+    "autostart": ("true", "Configure and activate the (lifecycle) node at start; false leaves it unconfigured "
+                  "for a lifecycle manager (ros2 lifecycle set /segment_node configure)."),
     "fastdds_profile": ("false", "Give the node config/fastdds_large_clouds.xml (large best-effort clouds)."),
     "log_level": ("info", "Node log level: debug | info | warn | error."),
 }
@@ -51,7 +54,9 @@ def is_true(value: str) -> bool:
 
 def node_arguments(values: dict[str, str]) -> list[str]:
     """Command-line arguments of the node process (before --ros-args)."""
-    return ["--demo", "--demo-keep-running"] if is_true(values.get("demo", "false")) else []
+    if is_true(values.get("demo", "false")):
+        return ["--demo", "--demo-keep-running"]  # the demo needs an active node: autostart does not apply
+    return [] if is_true(values.get("autostart", "true")) else ["--no-autostart"]
 
 
 def cloud_remappings(values: dict[str, str]) -> list[tuple[str, str]]:

@@ -143,6 +143,15 @@ class CloudSubscription:
         else:
             self._subscribe(input_qos(reliability, depth), f"input_reliability={reliability}")
 
+    def close(self) -> None:
+        """Unsubscribe and stop polling (the node's deactivate); the object is not reused."""
+        if self._timer is not None:
+            self._node.destroy_timer(self._timer)
+            self._timer = None
+        if self.subscription is not None:
+            self._node.destroy_subscription(self.subscription)
+            self.subscription = None
+
     @property
     def resolved_topic(self) -> str:
         return self.subscription.topic_name if self.subscription is not None else self._topic

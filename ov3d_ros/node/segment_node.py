@@ -1,10 +1,23 @@
 """segment_node (console script ``ov3d-segment``): point clouds + text queries -> labelled clouds.
 
-Topics (relative to the node, ``~/``):
+A managed (lifecycle) node, like Nav2's and yolo_ros's perception nodes:
+
+* unconfigured: parameters declared (``ros2 param`` works), ``~/set_query`` answers;
+* configure: loads and checks the model (a bad checkpoint fails the transition, with the reason
+  in the log), creates the publishers;
+* activate: subscribes to the inputs and starts the worker; deactivate stops both;
+* cleanup: releases the model (and its GPU memory) and the publishers.
+
+``ov3d-segment`` and the launch file configure and activate it at start; ``--no-autostart``
+(launch: ``autostart:=false``) leaves it unconfigured for a lifecycle manager.
+
+Topics and services (relative to the node, ``~/``):
 
 * in:  ``~/cloud`` (sensor_msgs/PointCloud2), ``~/query`` (std_msgs/String, "chair; red mug",
   reliable + transient local so a query sent before the node started still arrives),
   ``~/structured_query`` (ov3d_msgs/Query, when ov3d_msgs is built);
+* ``~/set_query`` (ov3d_msgs/srv/SetQuery): the same change, answered with success, a message
+  and the parsed query list (a refused query says why to the caller);
 * out: ``~/labeled_cloud`` (x, y, z, rgb, label = semantic << 16 | instance, score),
   ``~/markers`` (MarkerArray), ``~/objects`` (ov3d_msgs/ObjectArray) or, without ov3d_msgs,
   ``~/objects_json`` (std_msgs/String), and ``/diagnostics``.
@@ -26,8 +39,9 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
@@ -38,21 +52,24 @@ from ov3d_ros.io.messages import rclpy_message_types
 from ov3d_ros.io.pointcloud2 import cloud_to_scan, make_labeled_cloud
 from ov3d_ros.io.scan import Scan, pack_label
 from ov3d_ros.node.diagnostics import NodeHealth
-from ov3d_ros.node.interfaces import load_ov3d_msgs, ov3d_msgs
+from ov3d_ros.node.interfaces import load_ov3d_msgs, ov3d_msgs, ov3d_srvs
 from ov3d_ros.node.latest import LatestSlot
 from ov3d_ros.node.markers import objects_to_markers
 from ov3d_ros.node.object_messages import objects_to_json, objects_to_msg, query_from_msg
 from ov3d_ros.node.palette import colorize
 from ov3d_ros.node.parameters import NodeSettings, ParameterError, declare_parameters, set_parameters_result
 from ov3d_ros.node.qos import CLOUD_OUT_QOS, QUERY_QOS, RESULT_QOS, CloudSubscription, publisher_event_callbacks
+from ov3d_ros.node.query_service import query_changes
+
+QUERY_QOS_VOLATILE = QoSProfile(depth=QUERY_QOS.depth, reliability=QUERY_QOS.reliability,
+                                durability=DurabilityPolicy.VOLATILE)
 from ov3d_ros.node.transforms import CloudTransformer, TransformUnavailable
 
 NODE_NAME = "segment_node"
 DIAGNOSTICS_PERIOD_S = 1.0
 WARN_THROTTLE_S = 5.0
 # Parameters whose change alters the answer but not the network output: re-query the cache.
-QUERY_PARAMETERS = frozenset({"queries", "negatives", "use_background", "use_vocabulary", "score_threshold",
-                              "min_object_points"})
+QUERY_PARAMETERS = frozenset({"queries", "negatives", "use_background", "score_threshold", "min_object_points"})
 
 
 class StartupError(RuntimeError):
@@ -119,7 +136,7 @@ def subsample(scan: Scan, max_points: int) -> Scan:
     return scan.subset(keep)
 
 
-class SegmentNode(Node):
+class SegmentNode(LifecycleNode):
     """The ROS side of :class:`ov3d_ros.core.segmenter.Segmenter` (see the module doc)."""
 
     def __init__(self, *, segmenter: Any = None, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
@@ -128,65 +145,96 @@ class SegmentNode(Node):
             self.settings = declare_parameters(self)
         except ParameterError as exc:
             raise StartupError(f"bad parameter: {exc}") from exc
-        self.segmenter = segmenter if segmenter is not None else load_segmenter(self.settings)
-        if segmenter is not None:  # injected (tests, demo): parameters still rule the answer
-            self.segmenter.config.min_object_points = self.settings.min_object_points
-        log = self.get_logger()
-        source = self.settings.checkpoint or ("packaged default" if segmenter is None else "Segmenter given in code")
-        model = describe_model(self.segmenter, source)
-        if not self.segmenter.metadata.trained:
-            log.warning(f"model: {model}")
-        else:
-            log.info(f"model: {model} on {self.segmenter.device}")
+        self._given_segmenter = segmenter  # injected (tests, demo): configure uses it instead of loading
+        self.segmenter: Any = None
+        self.transition_error = ""  # why the last configure/activate failed
+        self.active = False
 
         self._lock = threading.Lock()
         self._slot: LatestSlot[_Cloud] = LatestSlot()
         self._requery = False
         self._cached: _Cached | None = None
         self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
         self._last_start = -float("inf")
         self.last_timings: dict[str, float] = {}
         self.last_result: tuple[SegmentationResult, Scan, Header] | None = None  # for the demo and tests
         self.results_published = 0
         self._types = rclpy_message_types()
-
-        self.health = NodeHealth(
-            f"{self.get_name()}: open-vocabulary segmentation", device=str(self.segmenter.device), model=model,
-            input_topic=self.resolve_topic_name("~/cloud"),
-        )
+        self.health = NodeHealth(f"{self.get_name()}: open-vocabulary segmentation", device="none",
+                                 model="not configured", input_topic=self.resolve_topic_name("~/cloud"))
         self.health.queries = self.settings.queries
+        self._publishers_made: list[Any] = []
+        self.cloud_sub: CloudSubscription | None = None
+        self._query_subs: list[Any] = []
+        self._diag_timer: Any = None
+        self._transformer: CloudTransformer | None = None
 
-        # outputs
-        events = lambda topic: publisher_event_callbacks(log, topic)  # noqa: E731
-        self.cloud_pub = self.create_publisher(PointCloud2, "~/labeled_cloud", CLOUD_OUT_QOS,
-                                               event_callbacks=events("~/labeled_cloud"))
-        self.marker_pub = self.create_publisher(MarkerArray, "~/markers", RESULT_QOS, event_callbacks=events("~/markers"))
         status = load_ov3d_msgs()
+        self._msgs_status = status
         self._msgs = ov3d_msgs() if status.available else None
-        if self._msgs is not None:
-            self.objects_pub = self.create_publisher(self._msgs.ObjectArray, "~/objects", RESULT_QOS,
-                                                     event_callbacks=events("~/objects"))
-            log.info(f"objects: ov3d_msgs/ObjectArray on {self.objects_pub.topic_name} (ov3d_msgs from {status.origin})")
-            if status.stale:
-                log.warning("ov3d_msgs was built from older .msg files than this checkout's: run ov3d-build-msgs")
-        else:
-            self.objects_pub = self.create_publisher(String, "~/objects_json", RESULT_QOS,
-                                                     event_callbacks=events("~/objects_json"))
-            log.info(f"objects: JSON on {self.objects_pub.topic_name} and boxes on ~/markers; {status.reason}")
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        # inputs
-        self.cloud_sub = CloudSubscription(
-            self, PointCloud2, "~/cloud", self._on_cloud,
-            reliability=self.settings.input_reliability, depth=self.settings.input_depth,
-        )
-        self.create_subscription(String, "~/query", self._on_query_text, QUERY_QOS)
-        if self._msgs is not None:
-            self.create_subscription(self._msgs.Query, "~/structured_query", self._on_query_msg, QUERY_QOS)
         self.add_on_set_parameters_callback(lambda params: set_parameters_result(params, running=True))
         self.add_post_set_parameters_callback(self._on_parameters_set)
+        if status.available:  # in every state: a query set while inactive is used once active
+            self.create_service(ov3d_srvs().SetQuery, "~/set_query", self._on_set_query)
+        else:
+            self.get_logger().info(f"no ~/set_query service and no ov3d_msgs topics: {status.reason}")
 
-        self._transformer: CloudTransformer | None = None
+    # ----------------------------------------------------------------------------- lifecycle
+    def bring_up(self) -> None:
+        """configure + activate, as ``ov3d-segment`` does at start; StartupError with the reason."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise StartupError(self.transition_error or "configure failed")
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise StartupError(self.transition_error or "activate failed")
+
+    def _fail(self, transition: str, exc: Exception) -> TransitionCallbackReturn:
+        self.transition_error = str(exc) if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
+        self.get_logger().error(f"{transition} failed: {self.transition_error}")
+        return TransitionCallbackReturn.FAILURE
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.transition_error = ""
+        try:
+            self._configure()
+        except Exception as exc:  # a bad checkpoint, no CUDA, ...: stay unconfigured, say why
+            self._release()
+            return self._fail("configure", exc)
+        return super().on_configure(state)
+
+    def _configure(self) -> None:
+        log = self.get_logger()
+        if self._given_segmenter is not None:
+            self.segmenter = self._given_segmenter  # parameters still rule the answer
+            self.segmenter.config.min_object_points = self.settings.min_object_points
+            source = "Segmenter given in code"
+        else:
+            self.segmenter = load_segmenter(self.settings)
+            source = self.settings.checkpoint or "packaged default"
+        model = describe_model(self.segmenter, source)
+        if not self.segmenter.metadata.trained:
+            log.warning(f"model: {model}")
+        else:
+            log.info(f"model: {model} on {self.segmenter.device}")
+        self.health.device, self.health.model = str(self.segmenter.device), model
+
+        events = lambda topic: publisher_event_callbacks(log, topic)  # noqa: E731
+        publish = self.create_lifecycle_publisher
+        self.cloud_pub = publish(PointCloud2, "~/labeled_cloud", CLOUD_OUT_QOS, event_callbacks=events("~/labeled_cloud"))
+        self.marker_pub = publish(MarkerArray, "~/markers", RESULT_QOS, event_callbacks=events("~/markers"))
+        if self._msgs is not None:
+            self.objects_pub = publish(self._msgs.ObjectArray, "~/objects", RESULT_QOS, event_callbacks=events("~/objects"))
+            log.info(f"objects: ov3d_msgs/ObjectArray on {self.objects_pub.topic_name} "
+                     f"(ov3d_msgs from {self._msgs_status.origin})")
+            if self._msgs_status.stale:
+                log.warning("ov3d_msgs was built from older .msg files than this checkout's: run ov3d-build-msgs")
+        else:
+            self.objects_pub = publish(String, "~/objects_json", RESULT_QOS, event_callbacks=events("~/objects_json"))
+            log.info(f"objects: JSON on {self.objects_pub.topic_name} and boxes on ~/markers; {self._msgs_status.reason}")
+        self.diag_pub = publish(DiagnosticArray, "/diagnostics", 10)
+        self._publishers_made = [self.cloud_pub, self.marker_pub, self.objects_pub, self.diag_pub]
+
+        self._transformer = None
         if self.settings.target_frame:
             self._transformer = CloudTransformer(self, self.settings.target_frame, self.settings.tf_timeout_s)
             if not self._transformer.available:
@@ -194,13 +242,112 @@ class SegmentNode(Node):
                             "results stay in each cloud's own frame")
                 self._transformer = None
 
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        self._worker = threading.Thread(target=self._work, name="ov3d_segment_worker", daemon=True)
-        self._worker.start()
-        log.info(
-            f"ready: clouds on {self.cloud_sub.resolved_topic}, queries on {self.resolve_topic_name('~/query')} "
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.transition_error = ""
+        try:
+            self.cloud_sub = CloudSubscription(
+                self, PointCloud2, "~/cloud", self._on_cloud,
+                reliability=self.settings.input_reliability, depth=self.settings.input_depth,
+            )
+            # transient local: a query latched before the node started still arrives; volatile too,
+            # or `ros2 topic pub` (volatile by default) never matches and waits forever
+            self._query_subs = [self.create_subscription(String, "~/query", self._on_query_text, qos)
+                                for qos in (QUERY_QOS, QUERY_QOS_VOLATILE)]
+            if self._msgs is not None:
+                self._query_subs.append(
+                    self.create_subscription(self._msgs.Query, "~/structured_query", self._on_query_msg, QUERY_QOS))
+            self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+            self._stop.clear()
+            self._worker = threading.Thread(target=self._work, name="ov3d_segment_worker", daemon=True)
+            self._worker.start()
+        except Exception as exc:
+            self._stop_inputs()
+            return self._fail("activate", exc)
+        self.get_logger().info(
+            f"active: clouds on {self.cloud_sub.resolved_topic}, queries on {self.resolve_topic_name('~/query')} "
             f"(now: {self.settings.queries!r})"
         )
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self.get_logger().info("inactive: inputs unsubscribed, nothing is published")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("unconfigured: model and publishers released")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._release()
+        return super().on_shutdown(state)
+
+    def _stop_inputs(self) -> None:
+        """Unsubscribe, stop the diagnostics timer and the worker (deactivate)."""
+        self.active = False
+        if self.cloud_sub is not None:
+            self.cloud_sub.close()
+            self.cloud_sub = None
+        for sub in self._query_subs:
+            self.destroy_subscription(sub)
+        self._query_subs = []
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        self._stop_worker()
+
+    def _stop_worker(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        self._slot.poke()
+        worker, self._worker = self._worker, None
+        if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
+            worker.join(timeout=timeout_s)
+        self._slot.take(timeout=0.0)  # a cloud that arrived meanwhile is not served later
+
+    def _release(self) -> None:
+        """Drop the model, its cached output and the publishers (cleanup)."""
+        for pub in self._publishers_made:
+            self.destroy_lifecycle_publisher(pub)
+        self._publishers_made = []
+        on_cuda = self.segmenter is not None and str(self.segmenter.device).startswith("cuda")
+        with self._lock:
+            self.segmenter, self._cached, self.last_result = None, None, None
+        self._transformer = None
+        self.health.device, self.health.model = "none", "not configured"
+        if on_cuda:
+            import gc
+
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    def _on_set_query(self, request: Any, response: Any) -> Any:
+        try:
+            changes = query_changes(request)
+        except QueryError as exc:
+            response.success, response.message = False, f"refused: {exc}"
+        else:
+            missing = [name for name in changes if not self.has_parameter(name)]
+            if missing:
+                response.success, response.message = False, f"refused: this node has no parameter {missing[0]}"
+                response.queries = list(self.settings.query_set().positives)
+                return response
+            result = self.set_parameters_atomically([Parameter(name, value=value) for name, value in changes.items()])
+            response.success = bool(result.successful)
+            response.message = (f"query now {self.settings.queries!r}" if result.successful
+                                else f"refused: {result.reason}")
+            if result.successful and not self.active:
+                response.message += " (used once the node is active)"
+        response.queries = list(self.settings.query_set().positives)
+        if response.success:  # (rclpy refuses two severities from one logging call site)
+            self.get_logger().info(f"~/set_query: {response.message}")
+        else:
+            self.get_logger().warning(f"~/set_query: {response.message}")
+        return response
 
     # ------------------------------------------------------------------ executor-side callbacks
     def _on_cloud(self, msg: PointCloud2) -> None:
@@ -209,6 +356,8 @@ class SegmentNode(Node):
             self.health.drop()
 
     def _on_query_text(self, msg: String) -> None:
+        if msg.data == self.settings.queries:
+            return  # the same text again (a latched publisher reaches both ~/query subscriptions)
         self._set_query_parameters({"queries": msg.data}, source="~/query")
 
     def _on_query_msg(self, msg: Any) -> None:
@@ -244,7 +393,8 @@ class SegmentNode(Node):
             self._slot.poke()
 
     def _publish_diagnostics(self) -> None:
-        self.health.set_transport_lost(self.cloud_sub.stats.lost)
+        if self.cloud_sub is not None:
+            self.health.set_transport_lost(self.cloud_sub.stats.lost)
         self.diag_pub.publish(self.health.array(self.get_clock().now().to_msg()))
 
     # ------------------------------------------------------------------------ the worker thread
@@ -299,8 +449,13 @@ class SegmentNode(Node):
             self._reject(str(exc))
             return
         if len(scan) == 0:
-            self._reject("no finite points (an empty or all-NaN cloud)")
+            self._reject("no finite points (an empty, all-NaN or all-inf cloud)")
             return
+        received = int(item.msg.width) * int(item.msg.height)
+        if len(scan) < received:
+            self.get_logger().warning(
+                f"dropped {received - len(scan)} of {received} points with non-finite coordinates (NaN or +-inf)",
+                throttle_duration_sec=WARN_THROTTLE_S)
         if self._transformer is not None:
             try:
                 scan = self._transformer(scan)
@@ -373,12 +528,10 @@ class SegmentNode(Node):
                 String(data=objects_to_json(result.objects, header.frame_id, scan.stamp_ns, queries.positives))
             )
 
-    # ----------------------------------------------------------------------------- lifecycle
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._slot.poke()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=30.0)
+        # the node's own teardown destroys its subscriptions and timers; the process is ending, so a
+        # cloud in the middle of the network is not waited for long (launch escalates after 5 s)
+        self._stop_worker(timeout_s=2.0)
         super().destroy_node()
 
 
@@ -401,17 +554,25 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="with --demo: loop the recording (for RViz) instead of exiting after one pass")
     parser.add_argument("--demo-bag", default=None, help="with --demo: another recording (rosbag2 directory)")
     parser.add_argument("--demo-output", default="ov3d_demo.png", help="with --demo: where the PNG goes")
+    parser.add_argument("--no-autostart", action="store_true",
+                        help="leave the node unconfigured for a lifecycle manager (ros2 lifecycle set "
+                        "/segment_node configure, then activate) instead of configuring and activating it")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     non_ros = rclpy.utilities.remove_ros_args(args=argv)[1:]
-    args = build_arg_parser().parse_args(non_ros)
+    parser = build_arg_parser()
+    args = parser.parse_args(non_ros)
+    if args.demo and args.no_autostart:
+        parser.error("--demo needs an active node: leave out --no-autostart")
     rclpy.init(args=argv)
     try:
         try:
             node = SegmentNode()
+            if not args.no_autostart:
+                node.bring_up()
         except StartupError as exc:
             print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr, flush=True)
             return 1
@@ -426,8 +587,11 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:
-            executor.shutdown()
-            node.destroy_node()
+            try:
+                executor.shutdown()
+                node.destroy_node()
+            except KeyboardInterrupt:  # a second Ctrl-C (a terminal signals launch and the node alike)
+                pass
         return 0
     finally:
         rclpy.try_shutdown()

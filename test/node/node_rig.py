@@ -26,6 +26,7 @@ class NodeRig:
                  cloud_qos: QoSProfile | None = None) -> None:
         params = [Parameter(name, value=value) for name, value in (overrides or {}).items()]
         self.node = SegmentNode(segmenter=segmenter, context=context, parameter_overrides=params)
+        self.node.bring_up()  # configure + activate, as ov3d-segment does
         self.client = rclpy.create_node("test_client", context=context)
         qos = cloud_qos or QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.cloud_pub = self.client.create_publisher(PointCloud2, f"{NS}/cloud", qos)

@@ -233,23 +233,23 @@ def test_missing_default_checkpoint_stops_start_up_with_one_message(ros_context)
     if (DEFAULT_CHECKPOINT / "model.json").exists():
         pytest.skip("a packaged model is installed; nothing is missing")
     with pytest.raises(StartupError, match="no trained model ships"):
-        SegmentNode(context=ros_context)
+        SegmentNode(context=ros_context).bring_up()
 
 
 def test_broken_checkpoint_and_random_weights_refused(ros_context, tmp_path, random_checkpoint):
     from rclpy.parameter import Parameter
 
     with pytest.raises(StartupError, match="no checkpoint at"):
-        SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(tmp_path / "nope"))])
+        SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(tmp_path / "nope"))]).bring_up()
     mismatched = tmp_path / "mismatched"
     shutil.copytree(random_checkpoint, mismatched)
     weights = mismatched / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(StartupError, match="do not match"):
         SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(mismatched)),
-                                                              Parameter("allow_untrained", value=True)])
+                                                              Parameter("allow_untrained", value=True)]).bring_up()
     with pytest.raises(StartupError, match="untrained"):
-        SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(random_checkpoint))])
+        SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(random_checkpoint))]).bring_up()
     with pytest.raises(StartupError, match="queries"):
         SegmentNode(context=ros_context, parameter_overrides=[Parameter("queries", value=";")])
 

@@ -19,6 +19,8 @@ Keys (seconds unless named otherwise; medians over ``--repeats`` runs after one 
   process): on a shared machine wall time swings with other people's load, CPU time much less.
 * ``peak_rss_mb``: peak resident memory of the process after the pipeline runs (model, MiniLM,
   100k-point cloud; before the GGP reference, which is not part of the pipeline).
+* ``cuda_peak_memory_mib`` (CUDA only): the most GPU memory torch's allocator held during the
+  pipeline runs (``torch.cuda.max_memory_allocated``).
 * ``ggp_speedup_vs_reference`` and ``ggp``: from ``ov3d_ros.bench.ggp_bench``.
 * ``pointcloud2``: from ``ov3d_ros.bench.pointcloud2_bench`` (decode / encode of 300k points).
 * ``weights``: "trained" or "random-init (timing only)" -- timing does not depend on the
@@ -187,8 +189,12 @@ def run(
         cpu_count=os.cpu_count(),
         ggp=segmenter.config.ggp.record(),
     )
+    if segmenter.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(segmenter.device)
     out.update(pipeline_bench(segmenter, scan, repeats))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if segmenter.device.type == "cuda":
+        out["cuda_peak_memory_mib"] = round(torch.cuda.max_memory_allocated(segmenter.device) / 2**20, 1)
     out["targets"] = TARGETS_CUDA if segmenter.device.type == "cuda" else TARGETS_CPU
     out["load_average_after_pipeline"] = round(os.getloadavg()[0], 2)
 

@@ -573,6 +573,9 @@ def main(argv: list[str] | None = None) -> int:
             node = SegmentNode()
             if not args.no_autostart:
                 node.bring_up()
+            else:
+                node.get_logger().info("unconfigured, waiting for a lifecycle manager "
+                                       f"(ros2 lifecycle set {node.get_fully_qualified_name()} configure)")
         except StartupError as exc:
             print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr, flush=True)
             return 1

@@ -37,8 +37,10 @@ def test_pip_install_registers_the_package_with_ament(ros2_tools, tmp_path):
     assert done.returncode == 0, done.stderr
     assert os.path.realpath(done.stdout.strip()) == os.path.realpath(sys.prefix)
     share = run("ros2 pkg prefix --share ov3d_ros", env, tmp_path).stdout.strip()
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for name in ("launch/segment.launch.py", "config/segment.yaml", "rviz/segment.rviz", "package.xml"):
-        assert os.path.isfile(os.path.join(share, name)), name
+        with open(os.path.join(share, name), "rb") as installed, open(os.path.join(repo, name), "rb") as source:
+            assert installed.read() == source.read(), f"installed {name} is an older copy: rerun pip install -e ."
     assert os.access(os.path.join(done.stdout.strip(), "lib", "ov3d_ros", "segment_node"), os.X_OK)
 
 
@@ -177,14 +179,9 @@ def test_launch_unconfigured_then_a_bad_checkpoint_fails_configure(ros2_tools, o
     launch = Launched(f"ros2 launch ov3d_ros segment.launch.py rviz:=false autostart:=false checkpoint:={missing}",
                       env, tmp_path)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        out = ""
-        while time.monotonic() < deadline and launch.proc.poll() is None:
-            code, out = _cli(launch, "ros2 lifecycle get /segment_node")
-            if code == 0:
-                break
-            time.sleep(1.0)
-        assert out.startswith("unconfigured [1]"), out + launch.log()[-2000:]
+        assert launch.wait_for_log("unconfigured, waiting for a lifecycle manager", START_TIMEOUT_S), launch.log()[-2000:]
+        code, out = _cli(launch, "ros2 lifecycle get /segment_node")
+        assert code == 0 and out.startswith("unconfigured [1]"), out + launch.log()[-2000:]
         code, out = _cli(launch, "ros2 lifecycle set /segment_node configure")
         assert code != 0 and "Transitioning failed" in out, out
         assert launch.wait_for_log(f"configure failed: no checkpoint at {missing}", 10.0), launch.log()[-2000:]

@@ -28,9 +28,9 @@ from ov3d_ros.eval.scannet20 import CLASS_NAMES, nyu40_to_class_index
 from ov3d_ros.eval.single import node_default_query
 from ov3d_ros.io.scan import Scan
 
-DEFAULT_EXCLUDE = (0.75, 0.8, 0.85, 0.9, 1.01)  # 1.01: nothing left out but exact duplicates
-DEFAULT_ALIAS = (None, 0.5, 0.55, 0.6, 0.65, 0.7)
-DEFAULT_MARGIN = (-0.04, -0.02, 0.0, 0.02, 0.04, 0.06, 0.08)
+DEFAULT_EXCLUDE = (0.8, 0.9, 1.01)  # 1.01: nothing left out but exact duplicates
+DEFAULT_ALIAS = (None, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8)
+DEFAULT_MARGIN = (-0.02, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.16)
 QUERY_CALIBRATION_FILE = "query_calibration.json"
 
 

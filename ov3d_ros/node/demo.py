@@ -8,6 +8,7 @@ Then: a per-query object summary on stdout and a PNG of the last labelled cloud.
 from __future__ import annotations
 
 import sys
+import signal
 import time
 from collections import Counter
 from dataclasses import replace
@@ -148,6 +149,9 @@ def run_demo(node: Any, *, bag: str | Path | None = None, output: str | Path = "
     except KeyboardInterrupt:
         return 0
     finally:
+        # shutting down: a second Ctrl-C (terminal and launch both signal the node) would abort
+        # the node mid-destruction
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown()
         player.destroy_node()
         node.destroy_node()

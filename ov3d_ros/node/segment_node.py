@@ -592,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # shutting down: see below
             try:
                 executor.shutdown()
                 node.destroy_node()

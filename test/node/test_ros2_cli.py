@@ -99,20 +99,16 @@ def launched(ros2_tools, ov3d_msgs_prefix, ov3d_msgs_module, tmp_path_factory):
     assert code == 0, log[-3000:]
 
 
-def _cli(launch: Launched, command: str):
-    done = run(command, launch.env, launch.cwd)
-    return done.returncode, done.stdout + done.stderr
-
-
-def _cli_once_discovered(launch: Launched, command: str, timeout_s: float = 30.0):
-    """``command`` again while the ros2 daemon has not discovered the node yet ("Node not found"):
-    the node's log line comes before its lifecycle services are visible to a fresh daemon."""
-    deadline = time.monotonic() + timeout_s
-    code, out = _cli(launch, command)
-    while "Node not found" in out and time.monotonic() < deadline:
+def _cli(launch: Launched, command: str, discovery_timeout_s: float = 30.0):
+    """One command; again while the ros2 daemon has not discovered the node yet ("Node not
+    found"): the node's log line can come before a fresh daemon sees its services."""
+    deadline = time.monotonic() + discovery_timeout_s
+    while True:
+        done = run(command, launch.env, launch.cwd)
+        out = done.stdout + done.stderr
+        if "Node not found" not in out or time.monotonic() > deadline:
+            return done.returncode, out
         time.sleep(1.0)
-        code, out = _cli(launch, command)
-    return code, out
 
 
 def _serve(client: Client, cloud: PointCloud2) -> None:
@@ -191,7 +187,7 @@ def test_launch_unconfigured_then_a_bad_checkpoint_fails_configure(ros2_tools, o
                       env, tmp_path)
     try:
         assert launch.wait_for_log("unconfigured, waiting for a lifecycle manager", START_TIMEOUT_S), launch.log()[-2000:]
-        code, out = _cli_once_discovered(launch, "ros2 lifecycle get /segment_node")
+        code, out = _cli(launch, "ros2 lifecycle get /segment_node")
         assert code == 0 and out.startswith("unconfigured [1]"), out + launch.log()[-2000:]
         code, out = _cli(launch, "ros2 lifecycle set /segment_node configure")
         assert "Transitioning failed" in out, out  # (this ros2cli exits 0 after printing it)

@@ -211,28 +211,22 @@ def save_checkpoint(path: str | Path, model: StudentNet, metadata: CheckpointMet
 def record_ggp(path: str | Path, ggp: dict[str, Any]) -> Path:
     """Write a calibrated GGP setting into an existing checkpoint's ``model.json`` (atomically;
     the weights and their hash are untouched). Returns the metadata file."""
-    directory = _existing_directory(Path(path))
-    meta_path = directory / METADATA_FILE
-    data = _read_json(directory)
-    _parse_metadata(data, meta_path)  # a valid checkpoint only
-    data["ggp"] = _ggp_or_none(ggp)
-    tmp = _temp_path(directory, METADATA_FILE)
-    try:
-        _write_durably(tmp, json.dumps(data, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, meta_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return meta_path
+    return _record_field(path, "ggp", _ggp_or_none(ggp))
 
 
 def record_query_rule(path: str | Path, rule: dict[str, Any]) -> Path:
     """Write a calibrated one-query rule into an existing checkpoint's ``model.json`` (``query``,
     atomically; weights untouched). Returns the metadata file."""
+    return _record_field(path, "query", _query_or_none(rule))
+
+
+def _record_field(path: str | Path, key: str, value: Any) -> Path:
+    """Set one top-level field of a valid checkpoint's ``model.json``, written atomically."""
     directory = _existing_directory(Path(path))
     meta_path = directory / METADATA_FILE
     data = _read_json(directory)
     _parse_metadata(data, meta_path)  # a valid checkpoint only
-    data["query"] = _query_or_none(rule)
+    data[key] = value
     tmp = _temp_path(directory, METADATA_FILE)
     try:
         _write_durably(tmp, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -133,3 +133,18 @@ def test_repeat_syntax_oversamples_a_folder(rooms_dir, tmp_path):
     repeats = source_repeats(args, sources)
     assert len(sources) == len(list(rooms_dir.glob("*.npz"))) and set(repeats) == {3}
     assert repeat_each(["a", "b"], [2, 1]) == ["a", "a", "b"]
+
+
+def test_cli_refuses_a_scan_without_labels_with_its_reason(rooms_dir, tmp_path, capsys):
+    from ov3d_training.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with np.load(rooms_dir / "scene0009_00.npz") as data:
+        np.savez(src / "unlabelled.npz", xyz=data["xyz"], rgb=data["rgb"])  # no sem_nyu40, no inst
+    assert main(["scannet-rooms", "--src", str(src), "--out", str(tmp_path / "out")]) == 2
+    assert "not a labelled ScanNet scan (missing ['inst', 'sem_nyu40'])" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["scannet-rooms", "--src", str(empty), "--out", str(tmp_path / "out")]) == 2
+    assert "no .npz scans" in capsys.readouterr().err

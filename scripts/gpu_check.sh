@@ -8,7 +8,7 @@
 # 1. spconv: if the python here cannot import it, the payload's spconv-cu126 + cumm-cu126
 #    site-packages are unpacked into a temporary folder and their pure-Python needs installed
 #    there from the carried wheels (pip --no-index); the folder goes on PYTHONPATH.
-# 2. the project: the checkout and its training/ folder on PYTHONPATH (nothing installed).
+# 2. the project: the checkout's ov3d_ros/src/ and training/ folders on PYTHONPATH (nothing installed).
 # 3. python -m ov3d_ros.bench.gpu_check run: the cuda-marked tests, ov3d-bench --device cuda, and
 #    with --train the sprint (teacher then student for fixed minutes); results under --out.
 # Options after these are passed to `run` (see python -m ov3d_ros.bench.gpu_check run --help).
@@ -51,6 +51,6 @@ if ! "$PY" -c "import spconv" >/dev/null 2>&1; then
 else
   echo "[gpu_check] spconv already importable by $PY; bundle not unpacked"
 fi
-export PYTHONPATH="$REPO:$REPO/training${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$REPO/ov3d_ros/src:$REPO/training${PYTHONPATH:+:$PYTHONPATH}"
 cd "$REPO"
 exec "$PY" -m ov3d_ros.bench.gpu_check run --payload "$PAYLOAD" "${PASS[@]}"

@@ -3,12 +3,12 @@
 #
 #   bash training/reproduce_default_model.sh [RUN_ROOT] [--install] [--sim-only]
 #
-# Default: the default model v4 (ov3d_ros/weights/default), trained on simulated AND real rooms:
+# Default: the default model v4 (ov3d_ros/src/ov3d_ros/weights/default), trained on simulated AND real rooms:
 #   simulated recordings + real ScanNet rooms (../shared/data/scannet_rooms, scene0005 and scene0008
 #   held out for validation) -> MPEC teacher -> student distilled from it, warm-started from the
-#   simulation-only student (ov3d_ros/weights/sim_only) -> GGP calibration -> accuracy report.
+#   simulation-only student (ov3d_ros/src/ov3d_ros/weights/sim_only) -> GGP calibration -> accuracy report.
 #   It inherits ScanNet's terms (non-commercial research): see its model card.
-# --sim-only: the simulation-only model v3 (ov3d_ros/weights/sim_only), without ScanNet's terms:
+# --sim-only: the simulation-only model v3 (ov3d_ros/src/ov3d_ros/weights/sim_only), without ScanNet's terms:
 #   simulated recordings -> MPEC teacher -> student -> GGP calibration -> accuracy report.
 #
 # RUN_ROOT (default runs/default_model, or runs/sim_only_model) receives sim/, real/, mpec/,
@@ -34,18 +34,18 @@ SHARED_DATA="${OV3D_SHARED_DATA:-$REPO/../shared/data}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 if [ "$SIM_ONLY" = 1 ]; then
   ROOT="${ROOT:-runs/sim_only_model}"
-  TARGET="$REPO/ov3d_ros/weights/sim_only"
+  TARGET="$REPO/ov3d_ros/src/ov3d_ros/weights/sim_only"
   MPEC_RECIPE="$REPO/training/configs/mpec_cpu.yaml"
   DISTILL_RECIPE="$REPO/training/configs/distill_cpu.yaml"
   DATA=("$ROOT/sim")
   INIT=()
 else
   ROOT="${ROOT:-runs/default_model}"
-  TARGET="$REPO/ov3d_ros/weights/default"
+  TARGET="$REPO/ov3d_ros/src/ov3d_ros/weights/default"
   MPEC_RECIPE="$REPO/training/configs/mpec_cpu_real.yaml"
   DISTILL_RECIPE="$REPO/training/configs/distill_cpu_real.yaml"
   DATA=("$ROOT/sim" "$ROOT/real/train@5")  # the 12 real scans enter each epoch 5 times
-  INIT=(--set "init=$REPO/ov3d_ros/weights/sim_only")
+  INIT=(--set "init=$REPO/ov3d_ros/src/ov3d_ros/weights/sim_only")
 fi
 
 # 1. 80 simulated rooms (deterministic in the seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 HERE = Path(__file__).resolve().parent
-PROFILE = HERE.parents[1] / "config" / "fastdds_large_clouds.xml"
+PROFILE = HERE.parents[1] / "ov3d_ros" / "config" / "fastdds_large_clouds.xml"
 PROBE = HERE / "cloud_probe.py"
 COUNT = 12
 NS = "{http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles}"

@@ -107,7 +107,7 @@ def test_rebuild_is_skipped_when_sources_are_unchanged(ov3d_msgs_prefix):
 
 def test_source_digest_follows_the_msg_and_srv_files(tmp_path):
     source = build_interfaces.find_source()
-    assert source == Path(build_interfaces.__file__).resolve().parents[2] / "ov3d_msgs"  # beside ov3d_ros/
+    assert source == Path(build_interfaces.__file__).resolve().parents[4] / "ov3d_msgs"  # beside the ov3d_ros package
     copy = tmp_path / "ov3d_msgs"
     shutil.copytree(source, copy)
     assert build_interfaces.source_digest(copy) == build_interfaces.source_digest(source)

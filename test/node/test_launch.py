@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ov3d_ros.node.parameters import SPECS, validate_value
 
-LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "segment.launch.py"
+LAUNCH_FILE = Path(__file__).resolve().parents[2] / "ov3d_ros" / "launch" / "segment.launch.py"
 
 
 def _load_module():

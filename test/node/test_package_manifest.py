@@ -15,7 +15,7 @@ def _exec_depends(path: Path, env: dict[str, str]) -> set[str]:
 
 
 def test_ov3d_ros_lists_what_its_code_imports():
-    depends = _exec_depends(REPO / "package.xml", {})
+    depends = _exec_depends(REPO / "ov3d_ros" / "package.xml", {})
     needed = {"rclpy", "rcl_interfaces", "lifecycle_msgs", "ament_index_python", "std_msgs", "sensor_msgs",
               "geometry_msgs", "visualization_msgs", "diagnostic_msgs", "ov3d_msgs", "launch", "launch_ros",
               "python3-numpy", "python3-scipy", "python3-yaml", "python3-matplotlib", "rviz2"}
@@ -23,7 +23,7 @@ def test_ov3d_ros_lists_what_its_code_imports():
 
 
 def test_a_headless_install_leaves_rviz_out_but_keeps_launch():
-    depends = _exec_depends(REPO / "package.xml", {"OV3D_HEADLESS": "1"})
+    depends = _exec_depends(REPO / "ov3d_ros" / "package.xml", {"OV3D_HEADLESS": "1"})
     assert "rviz2" not in depends and {"launch", "launch_ros", "rclpy"} <= depends
 
 

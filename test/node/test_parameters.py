@@ -18,7 +18,7 @@ from ov3d_ros.node.parameters import (
     validate_changes,
     validate_value,
 )
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "segment.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "ov3d_ros" / "config" / "segment.yaml"
 ISSUE_PARAMETERS = {  # the issue's list, by the names chosen for it
     "checkpoint", "device", "voxel_size", "max_points", "ggp_k", "ggp_tau", "ggp_iterations", "queries",
     "negatives", "score_threshold", "min_object_points", "input_reliability", "input_depth",

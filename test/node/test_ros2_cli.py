@@ -37,10 +37,10 @@ def test_pip_install_registers_the_package_with_ament(ros2_tools, tmp_path):
     assert done.returncode == 0, done.stderr
     assert os.path.realpath(done.stdout.strip()) == os.path.realpath(sys.prefix)
     share = run("ros2 pkg prefix --share ov3d_ros", env, tmp_path).stdout.strip()
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "ov3d_ros")
     for name in ("launch/segment.launch.py", "config/segment.yaml", "rviz/segment.rviz", "package.xml"):
-        with open(os.path.join(share, name), "rb") as installed, open(os.path.join(repo, name), "rb") as source:
-            assert installed.read() == source.read(), f"installed {name} is an older copy: rerun pip install -e ."
+        with open(os.path.join(share, name), "rb") as installed, open(os.path.join(package, name), "rb") as source:
+            assert installed.read() == source.read(), f"installed {name} is an older copy: rerun the README's pip install"
     assert os.access(os.path.join(done.stdout.strip(), "lib", "ov3d_ros", "segment_node"), os.X_OK)
 
 

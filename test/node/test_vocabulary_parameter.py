@@ -7,7 +7,7 @@ import yaml
 
 from ov3d_ros.node.parameters import SPECS, NodeSettings, validate_changes, validate_value
 
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "segment.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "ov3d_ros" / "config" / "segment.yaml"
 
 
 def test_vocabulary_is_on_by_default_and_reaches_the_query_set():

@@ -88,7 +88,7 @@ def test_every_stage_is_a_valid_call_and_the_stages_chain(tmp_path):
         assert data[:2] == [f"{run}/sim", f"{run}/real/train@5"]
     assert mpec[mpec.index("--config") + 1].endswith("training/configs/mpec_cpu_real.yaml")
     assert distill[distill.index("--config") + 1].endswith("training/configs/distill_cpu_real.yaml")
-    assert distill[distill.index("--set") + 1] == f"init={REPO}/ov3d_ros/weights/sim_only"
+    assert distill[distill.index("--set") + 1] == f"init={REPO}/ov3d_ros/src/ov3d_ros/weights/sim_only"
     assert distill[distill.index("--teacher") + 1] == mpec[mpec.index("--out") + 1] == f"{run}/mpec"
     # the calibration rooms lie outside the training rooms 0-79
     assert int(held_out[held_out.index("--start") + 1]) >= 80 and "--install" in calibrate

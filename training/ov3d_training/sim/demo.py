@@ -1,4 +1,4 @@
-"""The small packaged recording the node's demo plays (``ov3d_ros/data/demo_scene``).
+"""The small packaged recording the node's demo plays (``ov3d_ros/src/ov3d_ros/data/demo_scene``).
 
 Regenerate with ``python -m ov3d_training.sim.demo`` (deterministic; seconds once the furniture
 cache exists). It is a furnished living room seen by a Kinect-like camera: two fused map clouds at

@@ -25,7 +25,6 @@ Keys (seconds unless named otherwise; each timing is the best of ``repeats``):
 """
 from __future__ import annotations
 
-import os
 import resource
 import time
 from pathlib import Path
@@ -37,8 +36,9 @@ import torch
 from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding, reference_ggp
 from ov3d_ros.core.voxel import voxelize
+from ov3d_ros.checkout import shared_data
 
-SHARED_DATA = Path(os.environ.get("OV3D_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+SHARED_DATA = shared_data()
 DEFAULT_SCAN = SHARED_DATA / "scannet" / "scene0000_00.npz"
 TEXT_DIM = 384
 NUM_QUERIES = 20

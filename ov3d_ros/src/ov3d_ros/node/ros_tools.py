@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ov3d_ros.node.build_interfaces import BuildError, build
+from ov3d_ros.checkout import SHARED
 
 # Folder names of the ament_python packages, in dependency order.
 PYTHON_PACKAGES = (
@@ -53,7 +54,7 @@ class ToolsResult:
 def default_source() -> Path:
     """``$OV3D_ROS_TOOLS_SOURCE``, else ``shared/ros2`` beside this checkout."""
     override = os.environ.get(SOURCE_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "ros2"
+    return Path(override) if override else SHARED / "ros2"
 
 
 def _version_of(folder: Path) -> str | None:

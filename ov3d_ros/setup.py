@@ -1,8 +1,10 @@
-"""ov3d_ros: one setup.py for both ways in.
+"""ov3d_ros, the robot's package: one setup.py for both ways in.
 
 * ROS 2 workspace: ``colcon build`` (ament_python) installs the package, its launch/config/rviz
   files and the ament resource marker; ``ros2 launch ov3d_ros segment.launch.py`` then works.
-* Plain pip, no ROS install: ``pip install -e ".[standalone,test]"``. The ``standalone`` extra brings
+* Plain pip, no ROS install: ``pip install -e "./ov3d_ros[standalone,test]" -e ./training`` from
+  the repository root (the training package is a separate distribution: a robot does not need
+  the simulator, pybullet or tensorboard). The ``standalone`` extra brings
   rclpy and the message packages from the registry's ``ros-jazzy-*`` wheels; it is an extra so it
   never shadows a system ROS 2. The same ``data_files`` then put the ament index entry and
   share/ov3d_ros into the environment's prefix (editable installs too, see EditableWheel), and
@@ -50,12 +52,33 @@ MSGS = [
     "ros-jazzy-ament-package",
     "catkin_pkg",
 ]
-# Only what the simulator and the trainers need beyond inference.
-TRAIN = ["pybullet==3.2.7", "tensorboard>=2.15", "tqdm>=4.66"]
 # What launch, launch_ros and ros2cli import from the registry; they themselves are installed from
 # Jazzy sources by ``ov3d-ros-tools`` (not on the registry).
 ROS_TOOLS = ["osrf-pycommon", "argcomplete", "psutil", "lark"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[train,msgs,rostools]"]
+# colcon, to build a workspace the way ROS users do (test/node/test_colcon_workspace.py).
+COLCON = [
+    "colcon-core==0.21.3",
+    "colcon-ros==0.5.0",
+    "colcon-cmake==0.2.30",
+    "colcon-python-setup-py==0.2.9",
+    "colcon-recursive-crawl==0.2.3",
+    "colcon-library-path==0.2.1",
+    "colcon-package-information==0.4.1",
+    "colcon-bash==0.5.0",
+]
+# The tests also exercise training (the ov3d_training distribution, installed beside this one).
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[msgs,rostools,colcon]"]
+# ov3d_msgs sits beside this package in the repository (absent when colcon copies this folder alone).
+MSGS_DIR = "../ov3d_msgs"
+MSGS_SOURCES = (
+    [
+        (f"share/{PACKAGE}/ov3d_msgs", [f"{MSGS_DIR}/CMakeLists.txt", f"{MSGS_DIR}/package.xml"]),
+        (f"share/{PACKAGE}/ov3d_msgs/msg", glob(f"{MSGS_DIR}/msg/*.msg")),
+        (f"share/{PACKAGE}/ov3d_msgs/srv", glob(f"{MSGS_DIR}/srv/*.srv")),
+    ]
+    if os.path.isfile(f"{MSGS_DIR}/package.xml")
+    else []
+)
 # The environment's site-packages, relative to its prefix (where data_files go).
 SITE_PACKAGES = os.path.relpath(sysconfig.get_path("purelib"), sysconfig.get_path("data"))
 
@@ -76,13 +99,12 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     description="Open-vocabulary 3D segmentation for ROS 2: sparse-conv student + geometry-guided pooling",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
-    + find_packages(where="training", include=["ov3d_training", "ov3d_training.*"]),
-    package_dir={"ov3d_training": "training/ov3d_training"},
+    # src layout: an editable install puts src/ on sys.path, so a `python` started in the
+    # repository root (where the ov3d_ros/ package folder would shadow it) still imports the code
+    packages=find_packages(where="src", include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_dir={"": "src"},
     package_data={PACKAGE: ["weights/*/*", "data/*/*", "node/cmake/*.cmake"]},
     include_package_data=True,
     data_files=[
@@ -91,10 +113,9 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
-        # the ov3d_msgs sources, so an installed (non-editable) package can still build them
-        (f"share/{PACKAGE}/ov3d_msgs", ["ov3d_msgs/CMakeLists.txt", "ov3d_msgs/package.xml"]),
-        (f"share/{PACKAGE}/ov3d_msgs/msg", glob("ov3d_msgs/msg/*.msg")),
-        (f"share/{PACKAGE}/ov3d_msgs/srv", glob("ov3d_msgs/srv/*.srv")),
+        # the sibling ov3d_msgs sources, so a pip-installed (non-editable) package can still build
+        # them; a colcon build has ov3d_msgs as its own package and skips this
+        *MSGS_SOURCES,
         # pip path only: puts the environment's prefix on AMENT_PREFIX_PATH (a colcon install
         # puts it beside its own site-packages, where Python never reads .pth files)
         (SITE_PACKAGES, ["resource/ov3d_ros_ament_prefix.pth"]),
@@ -115,7 +136,7 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
-    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "rostools": ROS_TOOLS, "train": TRAIN, "test": TEST},
+    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "rostools": ROS_TOOLS, "colcon": COLCON, "test": TEST},
     cmdclass={"editable_wheel": EditableWheel},
     zip_safe=False,
     tests_require=["pytest"],
@@ -125,7 +146,6 @@ setup(
             "segment_node = ov3d_ros.node.segment_node:main",
             "ov3d-eval = ov3d_ros.eval.cli:main",
             "ov3d-bench = ov3d_ros.bench.cli:main",
-            "ov3d-train = ov3d_training.cli:main",
             "ov3d-build-msgs = ov3d_ros.node.build_interfaces:main",
             "ov3d-ros-tools = ov3d_ros.node.ros_tools:main",
         ],

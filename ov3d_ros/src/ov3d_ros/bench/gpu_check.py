@@ -46,9 +46,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
+from ov3d_ros.checkout import REPOSITORY, SHARED
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
+REPO = REPOSITORY
 LIMIT_MIB = 64.0  # what one call of the GPU machine may carry: checkout + carried folders
 RESULT_PART_BYTES = 15 * 2**20  # each returned file may hold 16 MiB
 RESULT_PARTS = 4  # 8 files back: summary, log, test report, bench and these parts
@@ -384,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.update(OV3D_SHARED_DATA=str(payload / "data"), OV3D_TEXT_EMBEDDINGS=str(payload / "text_embeddings.npz"),
                PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")  # fmt: skip
-    path = [str(REPO), str(REPO / "training")]
+    path = [str(REPO / "ov3d_ros" / "src"), str(REPO / "training")]
     if device == "cpu" and not args.no_block_imports:  # the dry run: the GPU image's missing packages
         path.insert(0, str(_block_imports_dir(ABSENT_ON_GPU_IMAGE)))
     env["PYTHONPATH"] = os.pathsep.join(path + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))

@@ -49,8 +49,9 @@ from ov3d_ros.core.segmenter import DEFAULT_CHECKPOINT, Segmenter, SegmenterConf
 from ov3d_ros.core.text import MINILM_DIM, MINILM_ID, load_text_encoder
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.io.scan import Scan
+from ov3d_ros.checkout import shared_data
 
-DEFAULT_SCAN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "scannet" / "scene0000_00.npz"
+DEFAULT_SCAN = shared_data() / "scannet" / "scene0000_00.npz"
 TARGET_POINTS = 100_000
 STANDING_QUERY = "chair; table"
 NEW_QUERIES = (

@@ -26,6 +26,7 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from ov3d_ros.checkout import REPOSITORY
 
 PACKAGE = "ov3d_msgs"
 PREFIX_ENV = "OV3D_MSGS_PREFIX"
@@ -79,7 +80,7 @@ def default_prefix() -> Path:
 def find_source(explicit: Path | None = None) -> Path:
     """The ov3d_msgs package: given, in this checkout, or as installed under share/ov3d_ros."""
     candidates = [explicit] if explicit else [
-        Path(__file__).resolve().parents[2] / PACKAGE,  # source checkout / editable install
+        REPOSITORY / PACKAGE,  # source checkout / editable install: beside the ov3d_ros package
         Path(sys.prefix) / "share" / "ov3d_ros" / PACKAGE,  # wheel install (data_files)
     ]
     for path in candidates:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ov3d_ros.checkout import shared_data
 
 TARGET_SHARE = 0.15
 
@@ -35,7 +36,7 @@ def _bench_scan(num_points: int, seed: int = 0):
     from ov3d_ros.io.scan import Scan
 
     rng = np.random.default_rng(seed)
-    root = Path(os.environ.get("OV3D_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    root = shared_data()
     npz = root / "scannet" / "scene0000_00.npz"
     if npz.is_file():
         data = np.load(npz)

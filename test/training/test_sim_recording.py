@@ -13,7 +13,7 @@ import ov3d_ros
 from ov3d_ros.io.bags import read_annotations, read_bag
 from ov3d_ros.io.scan import unpack_label
 from ov3d_training.sim.camera import project
-from ov3d_training.sim.layout import ROOM_TYPES
+from ov3d_training.sim.recipes import ROOM_TYPES
 from ov3d_training.sim.recorder import RecordingConfig, record_scene
 from ov3d_training.sim.vocabulary import CLASS_BY_NAME, CLASSES
 

@@ -1,4 +1,4 @@
-"""A real labelled scan as the simulator's :class:`~..sim.layout.Scene`: measured entities, how each rests.
+"""A real labelled scan as the simulator's :class:`~..sim.scene.Scene`: measured entities, how each rests.
 
 The simulator knows how it placed every entity; a real scan only has points with NYU40 and
 instance labels. This module measures what the relation code (:mod:`..sim.relations`) needs:
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..sim.colors import dominant_point_color
 from ..sim.geometry import Box
-from ..sim.layout import Entity, Scene
+from ..sim.scene import Entity, Scene
 from .labels import real_class
 
 FLOOR_CONTACT = 0.15  # m: an entity whose bottom is this close to the floor stands on it

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections import Counter
 
 from .catalog import LIBRARY_LICENSES
-from .layout import WALL_T, Scene
 from .relations import THRESHOLDS, Relation
+from .scene import WALL_T, Scene
 from .texts import Describer, attributes, captions, referrals
 from .vocabulary import class_table, semantic_id
 

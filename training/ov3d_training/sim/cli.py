@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .layout import ROOM_TYPES
+from .recipes import ROOM_TYPES
 from .recorder import RecordingConfig
 from .sensor import SENSORS
 

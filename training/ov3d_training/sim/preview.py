@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .camera import Intrinsics, look_at_pose, render
-from .layout import ROOM_TYPES, Scene
+from .recipes import ROOM_TYPES
+from .scene import Scene
 from .world import build_world
 
 STRUCTURE = ("floor", "ceiling", "wall")

@@ -13,9 +13,11 @@ from ov3d_ros.io.scan import Scan, pack_label
 from .annotations import build_annotations
 from .camera import Intrinsics, back_project, render
 from .fusion import VoxelMap
-from .layout import ROOM_TYPES, Scene, generate_scene
+from .layout import generate_scene
 from .library import ModelLibrary
+from .recipes import ROOM_TYPES
 from .relations import compute_relations
+from .scene import Scene
 from .sensor import apply_sensor, get_sensor
 from .trajectory import plan_trajectory
 from .vocabulary import semantic_id

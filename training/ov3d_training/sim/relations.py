@@ -34,7 +34,7 @@ import numpy as np
 
 
 from .geometry import Box, horizontal_gap
-from .layout import Entity, Scene
+from .scene import Entity, Scene
 
 NEXT_TO = 0.3
 IN_FRONT = 0.8

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .layout import Entity, Scene
 from .relations import Relation
+from .scene import Entity, Scene
 from .vocabulary import CLASS_BY_NAME
 
 PRIORITY = ("on", "under", "below", "above", "in front of", "between", "next to", "near", "in the corner",

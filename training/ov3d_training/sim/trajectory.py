@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from .camera import look_at_pose
-from .layout import Scene
+from .scene import Scene
 
 GRID = 0.05
 ROBOT_RADIUS = 0.3

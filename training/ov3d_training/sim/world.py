@@ -1,4 +1,4 @@
-"""Load a :class:`~.layout.Scene` into a headless pybullet client (one body per render part)."""
+"""Load a :class:`~.scene.Scene` into a headless pybullet client (one body per render part)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .geometry import quaternion_z, rotation_z
-from .layout import Scene
+from .scene import Scene
 
 
 @dataclass

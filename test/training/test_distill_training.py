@@ -44,8 +44,8 @@ def single_thread():
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine two threads per test process only contend
-    (measured: the 4-step run takes ~8 s with one thread, ~40 s with two under load)."""
+    """One intra-op thread: on the shared 2-core machine two threads per test process only contend,
+    and under load the short training runs here take several times longer with two than with one."""
     with single_thread():
         yield
 

@@ -17,18 +17,20 @@ tau is searched for the variants whose weights are a softmax of cosines, T and t
 ``ov3d_ros.core.coarse_pooling``) for all. Each
 variant gets its own best setting, so the plain-geometry baselines are calibrated as fairly as
 the learned affinities. Ties go to fewer passes (cheaper), then to the smaller tau. The largest T
-of the grid (48) is the pass budget: on rooms at training density the learned affinities of the
-previous default model (v2) kept gaining up to T 96 (19.6 -> 20.2 mIoU), at twice the pooling cost.
+of the grid (48) is the pass budget, not a plateau: on rooms at training density the learned
+affinities of the previous default model (v2) kept gaining a little up to T 96, at twice the
+pooling cost (pooling time is linear in T), which the budget does not buy.
 
 Why thin the rooms: the student trains on items that keep a random 35-100 % of their 5 cm voxels
 (``augment.keep_ratio``: real scans are sparser than fused simulated depth), and its BatchNorm
 statistics are those of such items. A rendered room has every voxel; on it the v2 student named
-half of the wall points "door" and left pooling little to do (14.1 mIoU without pooling, 17.4 at
-the object-mean ceiling). The same rooms with a random share of voxels kept, drawn from the
-model's own recipe, scored 16.9 and 26.9: they look to the network like what it was trained for,
-and like a real scan. (The shipped v3 student is less sensitive: 16.7 / 28.1 as rendered,
-17.1 / 28.2 thinned, the latter in its ggp_calibration.json.) Each room's draw is seeded by its
-position in the sorted room list, so a calibration is repeatable.
+much of the wall "door" and left pooling little to do (both its unpooled score and the
+object-mean ceiling were low). The same rooms with a random share of voxels kept, drawn from the
+model's own recipe, scored clearly higher on both: they look to the network like what it was
+trained for, and like a real scan. (The v3 student is much less sensitive to density.) The
+scores, and how the cause was found, are in docs/accuracy.md, "Calibration rooms at the model's
+training density"; a calibration records its own in ``ggp_calibration.json``. Each room's draw
+is seeded by its position in the sorted room list, so a calibration is repeatable.
 """
 from __future__ import annotations
 

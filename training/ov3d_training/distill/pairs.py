@@ -70,9 +70,11 @@ def anchor_neighbors(centers: np.ndarray, anchors: np.ndarray, k: int) -> np.nda
 
     Same answer as ``ov3d_ros.core.neighbors.knn_voxels(centers, k, include_self=False)[anchors]``
     (tested), but the k-d tree is queried for the A anchors only: knn_voxels answers for every
-    voxel, which for 4096 anchors of a 50k-voxel scan at k = 96 is ~15x the work (measured on 2
-    cores: 3.4 s vs 0.22 s). Self is removed by index (its first occurrence), not by position, so
-    coincident centres cannot make an anchor its own neighbour.
+    voxel, which for 4096 anchors of a 50k-voxel scan at k = 96 means V / A, about twelve times
+    as many k = 96 queries for the same answer. (``python -m ov3d_training.distill.bench`` times
+    a training item, anchor neighbours included, as ``data_item_s``.) Self is removed by index
+    (its first occurrence), not by position, so coincident centres cannot make an anchor its own
+    neighbour.
     """
     from scipy.spatial import cKDTree
 

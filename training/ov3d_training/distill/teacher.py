@@ -14,8 +14,9 @@ Per voxel it gives two things:
 
 Cache: when views are deterministic (no augmentation, no crop) a scan's teacher features are the
 same every epoch; :class:`TeacherFeatureCache` then keeps them on disk in float16 so later epochs
-skip the teacher's forward pass (measured on one 48k-voxel scan, CPU, one thread: forward
-2.7-4.7 s, cache load 0.06-0.08 s; ``ov3d_training.distill.bench``). With the cache on, features are *always* rounded to float16 --
+skip the teacher's forward pass: on CPU, loading a scan's features costs a small fraction of
+computing them (``python -m ov3d_training.distill.bench`` reports both, as ``teacher_s`` and
+``teacher_cache_load_s``). With the cache on, features are *always* rounded to float16 --
 freshly computed or loaded -- so a run gives the same numbers whichever epoch filled the cache.
 """
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The small packaged recording the node's demo plays (``ov3d_ros/src/ov3d_ros/data/demo_scene``).
 
-Regenerate with ``python -m ov3d_training.sim.demo`` (deterministic; seconds once the furniture
-cache exists). It is a furnished living room seen by a Kinect-like camera: two fused map clouds at
-3 cm, the camera poses, and the annotation sidecar, about 3.7 MB in MCAP.
+Regenerate with ``python -m ov3d_training.sim.demo`` (deterministic; quick once the furniture
+cache exists, as processing the furniture models is the slow first step, see
+:class:`~.library.ModelLibrary`). It is a furnished living room seen by a Kinect-like camera: two
+fused map clouds at 3 cm, the camera poses, and the annotation sidecar, in MCAP -- small enough to
+ship inside the package (few frames at low resolution); the command prints the recording's size.
 """
 from __future__ import annotations
 

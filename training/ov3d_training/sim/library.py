@@ -25,8 +25,8 @@ class Model:
 class ModelLibrary:
     """Processed catalogue models by class.
 
-    ``build`` processes every mapped model not yet in the cache (about 35 s on one core the first
-    time, reading the cached JSON afterwards); ``workers`` > 1 spreads the first build over processes.
+    ``build`` processes every mapped model not yet in the cache (the slow part, paid once: later
+    builds only read the cached JSON); ``workers`` > 1 spreads the first build over processes.
     """
 
     def __init__(self, models: list[Model], cache: AssetCache):

@@ -4,12 +4,13 @@ k nearest neighbours -- which method, and why
 ---------------------------------------------
 Nothing here does O(V^2) work except ``method="brute"``, kept only as the ground truth for tests.
 
-* ``"kdtree"`` (CPU default): ``scipy.spatial.cKDTree`` with ``workers=-1``. Measured on the
-  2-core CI machine for the 80k-voxel ScanNet scene (2 cm): k = 8: 0.09 s, 16: 0.13-0.24 s,
-  32: 0.21-0.69 s, 96: 1.26 s (shared machine, ranges are load). It beats the grid search below
-  on CPU (k = 8: 2.3 s, k = 16: 5.5 s) because a binary search for every (voxel, cell offset)
-  pair -- most of them empty cells around a surface -- costs more than a tree descent there;
-  on a GPU those lookups are one wide, branch-free kernel each.
+* ``"kdtree"`` (CPU default): ``scipy.spatial.cKDTree`` with ``workers=-1``. On CPU it beats
+  the grid search below by a wide margin at every k, because a binary search for every (voxel,
+  cell offset) pair -- most of them empty cells around a surface -- costs more than a tree
+  descent there; on a GPU those lookups are one wide, branch-free kernel each. Its cost grows
+  with k, which is one reason the shipped k is far below the paper's 96. ``ov3d-bench`` reports
+  the tree as ``ggp.knn_s`` (shipped k) and ``ggp.knn_paper_k_s`` (k = 96);
+  ``ov3d_ros.bench.ggp_bench.run(grid_on_cpu=True)`` adds the grid search on CPU as ``knn_grid_s``.
 * ``"grid"`` (CUDA default, works on CPU too): exact grid-hash search in pure torch, so the whole
   GGP stays on the device. Points are bucketed into cubic cells of edge ``cell_size`` (the
   voxel size for voxel centres); each query looks up the cells within a radius of ``r`` cells

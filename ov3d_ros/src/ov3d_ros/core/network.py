@@ -207,8 +207,9 @@ def compact_embedding(hidden: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     u_i^T G u_j with G = M^T M ((H+1) x (H+1)). Writing G = L L^T (eigendecomposition), the rows
     y = u L have exactly those inner products, so normalize(y) has exactly the cosines of the
     128-d output. GGP's affinity weights use only these cosines, and their cost scales with the
-    width: measured on 90k voxels, k = 16, 1 CPU thread, 174 ms at 128-d, 92 ms at 64-d.
-    Inference only (detached from autograd).
+    width, so the narrower exact form (at most ``head_hidden + 1`` dims instead of 128) makes them
+    cheaper at no change in the weights. In ``ov3d-bench`` they are part of the
+    ``process.ggp_graph`` stage of ``end_to_end_stages_s``. Inference only (detached from autograd).
     """
     with torch.autocast(hidden.device.type, enabled=False):  # cosines in full precision
         return _compact_embedding(hidden.float(), layer)
@@ -230,15 +231,15 @@ def _compact_embedding(hidden: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
 class StudentConfig:
     """Everything needed to rebuild the student; stored in checkpoint metadata."""
 
-    # Widths: the CPU budget (1 s end to end for 100k points on 2 cores) is mostly this network.
-    # Forward CPU time on the 100k-point ScanNet cloud (90k voxels), 1 thread (backbone + heads):
-    #   (16, 32, 64, 128)    ~780 ms  1.8M parameters (backbone alone 670 ms)
-    #   (16, 32, 48, 64)      572 ms  0.82M
-    #   (16, 24, 48, 64)      468 ms  0.75M
-    #   (16, 24, 32, 48, 64)  482 ms  0.91M   <- default: 5 levels (32 cm cells at the bottom)
-    #   (16, 24, 32, 48)      417 ms  0.45M
-    # Level 1 costs most: at 2 cm a scan is sparse, so 4 cm cells keep ~3/4 of the voxels, and
-    # their width is paid on ~67k voxels; deeper levels are cheap, so depth buys context.
+    # Widths: the CPU budget (1 s end to end for 100k points on 2 cores) is mostly this network,
+    # so the widths were chosen by timing the forward pass (backbone + heads) of candidate widths
+    # on the real 100k-point ScanNet cloud; ``ov3d-bench`` reports the network's share as the
+    # ``process.network`` stage of ``end_to_end_stages_s``. The cost sits in the first levels:
+    # a scan is a thin surface, so the first stride merges few voxels and level 1's width is paid
+    # on most of the cloud, while deeper levels hold few voxels and are cheap. Hence narrow early
+    # levels (16, 24) and one more level rather than wider ones: the default's 5 levels (cells 16
+    # voxels wide at the bottom) cost about what the 4-level (16, 24, 48, 64) costs and far less
+    # than (16, 32, 64, 128), and depth buys context.
     backbone: UNetConfig = field(
         default_factory=lambda: UNetConfig(channels=(16, 24, 32, 48, 64), blocks=(1, 1, 1, 1, 1))
     )
@@ -247,7 +248,8 @@ class StudentConfig:
     head_hidden: int = 64  # narrow: the heads run on every voxel (see core.query.LowRankSemantic)
     # Rank of the semantic output (a linear bottleneck; None = full, head_hidden). 24 keeps GGP
     # a once-per-cloud cost (25 channels) while a rank-24 subspace of MiniLM space still tells
-    # apart 98% of a 153-word indoor vocabulary by nearest text (16: 85%, 32: 100%).
+    # apart nearly every word of an indoor vocabulary by nearest text; rank 16 loses noticeably
+    # more words, and a higher rank gains little for a wider pooled field.
     semantic_rank: int | None = 24
 
     def to_dict(self) -> dict:
@@ -290,7 +292,7 @@ class StudentNet(nn.Module):
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """-> semantic code (V, semantic_rank or head_hidden), affinity (V, m <= head_hidden + 1)
         unit vectors with exactly the pairwise cosines of the 128-d affinity output (see
-        :func:`compact_embedding`) -- all GGP needs, at about half the cost.
+        :func:`compact_embedding`) -- all GGP needs, in fewer dims and so at a lower cost.
 
         semantic = ``semantic_head.output_layer(hidden)``. Inference keeps the hidden form: the
         last layer is linear, so text logits can be taken in the narrow hidden space

@@ -26,8 +26,9 @@ labels. :func:`score_features` is the feature path, kept to check the others.
 
 Centering (``centered(alpha)``): s_i <- normalise(s_i - alpha * mean_j s_j), the cloud's mean unit
 feature partly removed from every voxel's before pooling and scoring. Why: a student distilled
-on simulation gives every voxel a shared component (the mean unit feature is 0.30 long on the
-real ScanNet scan, 0.44-0.54 on simulated rooms); the cosine with each class name then leans
+on simulation gives every voxel a shared component (the mean unit feature of a cloud is far from
+zero, on the real ScanNet scan and more so on simulated rooms: docs/accuracy.md, "Centering the
+semantic field"); the cosine with each class name then leans
 partly on how close that name is to the shared part rather than on what the voxel adds, and the
 same few names gain everywhere. The share alpha is calibrated per model with the pooling (``GGPConfig.centering``).
 It needs no labels and no queries, and a LowRankSemantic stays factored (one more rank).
@@ -36,7 +37,7 @@ Score (what the node thresholds)
 --------------------------------
 score = softmax over all candidates of logits / T (T = the checkpoint's ``score_temperature``),
 taken at the best positive. Why softmax and not the raw cosine: cosine scales differ between
-text encoders and checkpoints (CLIP-space cosines sit around 0.2-0.3, MiniLM's spread wider), so
+text encoders and checkpoints (CLIP-space cosines sit in a narrow band, MiniLM's spread wider), so
 a raw-cosine threshold would have to be retuned per model; the softmax is in [0, 1], says how
 clearly the positive beats the competition (which is what "is this a chair?" asks), and one
 threshold (e.g. 0.5) means the same for every checkpoint trained at its recorded temperature.
@@ -94,10 +95,12 @@ class QueryRule:
 
     A calibrated model records its own rule in model.json ``query`` (``ov3d-train calibrate-query``),
     which the segmenter uses by default. The defaults, for models without one, are the rule
-    calibrated for the v3 model on the 15 held-out ScanNet rooms (mean single-query IoU 22.44
-    there; vocabulary off 20.28; the issue's probe rule, exclude 0.8 / alias 0.6 / no margin, 19.96):
-    nothing left out but exact duplicates, names at cosine >= 0.7 count as the query, and the
-    vocabulary's logits lowered by 0.04 -- the margin matters most (0: 18.86).
+    calibrated for the v3 model on the 15 held-out ScanNet rooms (the best mean single-query IoU
+    of its grid there, ahead of the vocabulary off and of the issue's probe rule, exclude 0.8 /
+    alias 0.6 / no margin): nothing left out but exact duplicates, names at cosine >= 0.7 count as
+    the query, and the vocabulary's logits lowered by 0.04 -- the margin matters most, and no
+    margin at all does worse than the vocabulary off. The IoUs are in docs/accuracy.md, "Asked
+    one at a time: the one-query decision".
     """
 
     exclude: float = 1.01  # vocabulary names with text cosine >= this to a positive are left out (1.01: none)
@@ -210,9 +213,9 @@ class LowRankSemantic:
         cos(s_i, t) = (h_i . (weight^T t) + bias . t) / |s_i|,   |s_i|^2 = h_i^T G h_i + 2 c.h_i + |bias|^2
 
     with G = weight^T weight and c = weight^T bias. Logits for Q texts then cost V*H*Q instead of
-    V*D*Q, and the (V, D) features are never built unless asked for (:meth:`unit`). Measured on
-    the 80k-voxel ScanNet scan, 1 CPU thread: the dense output layer plus its normalisation took
-    ~170 ms of a ~700 ms forward pass; the norms here take ~10 ms.
+    V*D*Q, and the (V, D) features are never built unless asked for (:meth:`unit`). On CPU the
+    dense output layer plus its normalisation is a large share of the whole forward pass, while
+    the norms here cost a small fraction of it (H-wide quadratic forms instead of D-wide rows).
     """
 
     hidden: torch.Tensor  # (V, H) float32
@@ -351,7 +354,7 @@ def decide(
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     # softmax probability of the best positive, without materialising the (V, Q) softmax:
-    # p = exp(s_best - s_top) / sum_q exp(s_q - s_top), s = logits / T (2.3x faster than softmax)
+    # p = exp(s_best - s_top) / sum_q exp(s_q - s_top), s = logits / T (cheaper than a full softmax)
     scaled = logits.float() * (1.0 / float(temperature))
     top, winner = scaled.max(dim=1)
     best, best_positive = scaled[:, :num_positives].max(dim=1)

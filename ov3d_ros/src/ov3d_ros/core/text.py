@@ -6,7 +6,9 @@
   file, with a prompt-template ensemble ("a {} in a scene", ...) averaged then re-normalised, as
   OpenScene / LERF do for CLIP.
 * :class:`CachedTextEncoder`: an LRU cache per string in front of either; a robot asks for the
-  same few names over and over, and a cache hit costs microseconds instead of ~10 ms.
+  same few names over and over, and a cache hit is a dictionary lookup instead of a forward pass
+  of the encoder (``ov3d-bench`` shows the difference as ``requery_100k_s``, a new text, against
+  ``requery_cached_100k_s``, the same text again).
 * :class:`TableTextEncoder`: a stored table of embeddings made earlier by a real encoder, for a
   machine that cannot hold the encoder (the lent GPU machine, see ``ov3d_ros.bench.gpu_check``).
   With ``OV3D_TEXT_EMBEDDINGS=<table.npz>`` set, :func:`load_text_encoder` serves every request
@@ -18,10 +20,11 @@ and a ``dim``. ``encode`` returns (n, dim) float32 rows of unit length.
 Templates: an encoder's embedding of a name depends on the template it is wrapped in, so the
 templates are part of the text space a checkpoint was trained against and are recorded with it.
 MiniLM defaults to the bare name: it is a sentence encoder, and a shared carrier sentence pulls
-all class embeddings together (measured on the ScanNet-20 names: mean pairwise cosine 0.35 bare,
-0.46 with "a {} in a scene", 0.53 with "a photo of a {}"), shrinking the margins the student has
-to reproduce. (A proxy: no trained student exists yet to compare eval mIoU.) CLIP models default
-to a small ensemble, the convention they were evaluated with.
+all class embeddings together (on the ScanNet-20 names the mean pairwise cosine is lowest for
+the bare names and rises with "a {} in a scene" and more with "a photo of a {}"), shrinking the
+margins the student has to reproduce. (A proxy: the choice was made before a trained student
+existed to compare eval mIoU.) CLIP models default to a small ensemble, the convention they were
+evaluated with.
 """
 from __future__ import annotations
 
@@ -90,9 +93,10 @@ def _ensemble(embed_prompts, texts: Sequence[str], templates: tuple[str, ...]) -
 def _one_torch_thread():
     """Run tiny text batches on one intra-op thread.
 
-    A handful of short prompts is far below what pays for a thread hand-off: measured on the
-    shared 2-core CI machine, MiniLM took ~480 ms per query with 2 threads (every small op waits
-    for the second core) and 7-10 ms with 1. The previous setting is restored afterwards.
+    A handful of short prompts is far below what pays for a thread hand-off: with two threads
+    every small op waits for the second core, and on a shared 2-core machine, where that core is
+    often busy, a query's encoding becomes many times slower than on one thread. The previous
+    setting is restored afterwards.
     """
     import torch
 

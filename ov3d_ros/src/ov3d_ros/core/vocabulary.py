@@ -3,8 +3,8 @@
 * :func:`read_vocabulary`: names from a text file (one a line, ``#`` comments), checked and
   de-duplicated; the package ships ``ov3d_ros/data/vocabulary/indoor.txt`` (~300 indoor things).
 * :func:`load_vocabulary`: the names and their unit text embeddings, memoised per text encoder
-  object for the life of the process (MiniLM encodes the ~300 names in ~0.7 s on one CPU thread;
-  a robot pays that once, at its first query with the vocabulary).
+  object for the life of the process (encoding all ~300 names is far dearer than encoding a
+  query's few, so a robot pays it once, at its first query with the vocabulary).
 * :func:`split_vocabulary`: per query, which names are left out (same meaning as a positive), which
   count as a positive (aliases) and which compete, by text cosine (:class:`~.query.QueryRule`).
 * :class:`VocabularySummary`: per cloud, the vocabulary's logits summarised once (top-K names per
@@ -199,7 +199,9 @@ def field_block(field, vocabulary: Vocabulary) -> LogitBlock:
 
     A pooled low-rank field's logits, basis @ (text W)^T + scale (text b)^T, are taken as one
     product of [basis, scale] and [text W, text b] (same values up to float rounding): summarising
-    ~300 names per voxel is mostly this product, and the broadcast form costs ~3x more here."""
+    ~300 names per voxel is mostly this product, and the broadcast form costs several times more
+    (``ov3d-bench``: within the ``query.vocabulary_competition`` stage of ``end_to_end_stages_s``,
+    the first query on a cloud)."""
     from .query import PooledLowRank
 
     def block(rows: torch.Tensor | None, columns: torch.Tensor) -> torch.Tensor:

@@ -229,10 +229,11 @@ def _apply_cap(voxels: Voxels, points: np.ndarray, max_voxels: int) -> Voxels:
 
 
 def _feature_mean(features: np.ndarray, point_to_voxel: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Wide per-voxel means: torch's index_add is ~10x faster than reduceat for D = 384.
+    """Wide per-voxel means with torch's index_add, which is far faster than ``np.add.reduceat``
+    for D in the hundreds (D = 384 for lifted features).
 
-    Sums are float32 (exact float64 sums cost 4x more here), so unlike the narrow means above
-    they may differ in the last bits between permutations of the same points.
+    Sums are float32 (exact float64 sums cost several times more at this width), so unlike the
+    narrow means above they may differ in the last bits between permutations of the same points.
     """
     import torch  # local: the narrow path above needs numpy only
 

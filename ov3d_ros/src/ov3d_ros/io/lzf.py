@@ -3,7 +3,8 @@
 LZF is a byte-oriented LZ77 variant whose back-references depend on everything decoded before
 them, so decoding is inherently sequential. The loop below works per *token* (a literal run of
 up to 32 bytes or a back-reference of up to 264 bytes), never per byte, and appends whole slices:
-a 640x480 Kinect cloud (6 MB) decodes in about 0.3 s on one core.
+Python's per-step overhead is then paid once per token rather than once per byte, which is what
+makes a pure-Python decoder usable for Kinect-sized (640x480) clouds.
 """
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """Quality of service for the node's topics, and the input subscription that gets it right.
 
-The trap this module exists for (measured for ov3d_ros, Fast DDS defaults, two processes on
-one machine): BEST_EFFORT PointCloud2 messages above about 0.5 MB are lost (1.3 MB at 5 Hz:
-1 of 12 arrived; 0.3 MB: 12 of 12; RELIABLE on both sides: 12 of 12 up to 10 MB). Hence:
+The trap this module exists for (Fast DDS defaults, two processes on one machine): BEST_EFFORT
+PointCloud2 messages above about 0.5 MB, the default shared-memory segment, are lost -- most of
+them, not the odd one -- while smaller clouds arrive, and RELIABLE on both sides delivers clouds
+many megabytes large. ``test/node/test_fastdds_profile.py`` reproduces the loss and checks the
+profile's fix. Hence:
 * the input defaults to RELIABLE, which best-effort publishers cannot match: that case is an
   "incompatible QoS" event, logged here as an error with the fix;
 * ``auto`` reads the publishers' offered QoS and requests what all of them can serve, as

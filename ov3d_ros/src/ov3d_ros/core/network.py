@@ -197,7 +197,9 @@ class ProjectionHead(nn.Module):
 
     @property
     def output_layer(self) -> nn.Linear:
-        return self.net[-1]
+        layer = self.net[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
 
 def compact_embedding(hidden: torch.Tensor, layer: nn.Linear) -> torch.Tensor:

@@ -33,7 +33,7 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -56,9 +56,12 @@ class TextEncoderError(RuntimeError):
 class TextEncoder(Protocol):
     """Names -> (n, dim) float32 unit rows. ``encoder_id`` names the embedding space."""
 
-    encoder_id: str
-    dim: int
-    templates: tuple[str, ...]
+    @property
+    def encoder_id(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def templates(self) -> tuple[str, ...]: ...
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -332,8 +335,8 @@ def save_embedding_table(path: str | Path, encoder: TextEncoder, groups: dict[tu
     groups: {templates: texts}. ``encoder`` must offer ``with_templates`` (MiniLM does) when a
     group's templates differ from its own. Written as one compressed npz (float32 rows).
     """
-    base = getattr(encoder, "encoder", encoder)  # unwrap the LRU cache
-    arrays: dict[str, np.ndarray] = {}
+    base: Any = getattr(encoder, "encoder", encoder)  # unwrap the LRU cache; with_templates is MiniLM's
+    arrays: dict[str, Any] = {}  # Any: numpy's stub reads ** as its flags
     for i, (templates, texts) in enumerate(groups.items()):
         templates = _check_templates(templates)
         texts = list(dict.fromkeys(texts))
@@ -378,14 +381,14 @@ def load_text_encoder(
     Returns it behind a :class:`CachedTextEncoder` unless ``cache=False``. With
     ``$OV3D_TEXT_EMBEDDINGS`` set, a :class:`TableTextEncoder` on that file instead (no model).
     """
+    encoder: TextEncoder
     table = os.environ.get(TEXT_TABLE_ENV)
     if table:
         encoder_id = MINILM_ID if spec in (MINILM_ID, "minilm", "default") else spec
         default = DEFAULT_MINILM_TEMPLATES if encoder_id == MINILM_ID else DEFAULT_CLIP_TEMPLATES
         encoder = TableTextEncoder(table, encoder_id, templates or default)
-        return CachedTextEncoder(encoder) if cache else encoder
-    if spec in (MINILM_ID, "minilm", "default"):
-        encoder: TextEncoder = MiniLMEncoder(device=device, templates=templates or DEFAULT_MINILM_TEMPLATES)
+    elif spec in (MINILM_ID, "minilm", "default"):
+        encoder = MiniLMEncoder(device=device, templates=templates or DEFAULT_MINILM_TEMPLATES)
     elif spec.startswith("open_clip:"):
         if weights_path is None:
             raise TextEncoderError(f"text encoder {spec!r} needs a local weights file (weights_path)")

@@ -34,7 +34,7 @@ POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 ANNOTATIONS_FILE = "annotations.json"
 Storage = Literal["mcap", "sqlite3"]
 # rosbag2 format 8 is read by ROS 2 Iron and later (Jazzy writes 9, and reads 8).
-BAG_VERSION = 8
+BAG_VERSION: Literal[8] = 8
 
 
 @dataclass

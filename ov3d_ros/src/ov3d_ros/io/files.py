@@ -9,7 +9,7 @@ points with a non-finite coordinate and records the kept points' original indice
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import CloudFormatError
 from .npz import ScanNetFrames, read_npz, read_scannet_frames, write_npz
@@ -49,7 +49,8 @@ def save_scan(scan: Scan, path: str | Path, **options: Any) -> None:
     """
     path = Path(path)
     suffix = _suffix(path)
-    writer = {".ply": write_ply, ".pcd": write_pcd, ".npz": write_npz}[suffix]
+    writers: dict[str, Callable[..., None]] = {".ply": write_ply, ".pcd": write_pcd, ".npz": write_npz}
+    writer = writers[suffix]
     writer(scan, path, **options)
 
 

@@ -80,7 +80,7 @@ class MessageTypes:
 
 def _to_array_array(buf: np.ndarray) -> array.array:
     out = array.array("B")
-    out.frombytes(buf)  # one memcpy; rclpy serialises array('B') without per-byte checks
+    out.frombytes(buf.data)  # one memcpy; rclpy serialises array('B') without per-byte checks
     return out
 
 

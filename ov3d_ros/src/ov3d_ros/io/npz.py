@@ -148,7 +148,7 @@ def write_npz(scan: Scan, path: str | Path, *, compress: bool = True) -> None:
     Meta entries that are JSON, plain arrays or dicts of plain arrays (``extra_fields``) are kept;
     anything else is dropped with a warning.
     """
-    arrays: dict[str, np.ndarray] = {"points": scan.points}
+    arrays: dict[str, Any] = {"points": scan.points}  # Any: numpy's stub reads ** as its flags
     for name in _SCAN_ARRAYS:
         value = getattr(scan, name)
         if value is not None:

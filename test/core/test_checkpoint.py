@@ -238,7 +238,10 @@ def test_calibrated_ggp_is_recorded_without_touching_the_weights_and_used_by_def
     assert by_default.config.ggp == GGPConfig(k=12, tau=0.07, iterations=32)
     explicit = Segmenter(loaded, metadata, encoder, SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)), allow_untrained=True)
     assert explicit.config.ggp == GGPConfig(k=8)  # a caller's own setting wins
-    assert by_default.override_ggp(iterations=4) == GGPConfig(k=12, tau=0.07, iterations=4)  # the rest stays calibrated
+    from ov3d_ros.node.parameters import NodeSettings
+
+    node_ggp = NodeSettings.from_values({"ggp_iterations": 4}).ggp_setting(by_default.config.ggp)
+    assert node_ggp == GGPConfig(k=12, tau=0.07, iterations=4)  # the rest stays calibrated
     plain = Segmenter(model, metadata_for(model), encoder, SegmenterConfig(device="cpu"), allow_untrained=True)
     assert plain.config.ggp == GGPConfig()  # no calibration: the library defaults
 

@@ -1,6 +1,8 @@
 """Coarse-to-fine GGP: the formula P W_c^T R on a real scan, its invariants, its reach, its plumbing."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -161,8 +163,9 @@ def test_segmenter_builds_the_cells_on_its_worker_thread_and_labels_the_cloud(ra
     assert torch.allclose(processed.graph.prolong_weights, rebuilt.prolong_weights, atol=1e-6)
     result = segmenter.query(processed, "chair; table")
     assert result.semantic.shape == (len(centers),) and np.isfinite(result.score).all()
-    segmenter.override_ggp(coarsen=1)
-    assert not isinstance(segmenter.process(scan).graph, CoarseToFineGraph)
+    plain = segmenter.process(scan, ggp=replace(segmenter.config.ggp, coarsen=1))  # this cloud's own setting
+    assert not isinstance(plain.graph, CoarseToFineGraph) and plain.ggp.coarsen == 1
+    assert segmenter.config.ggp.coarsen == 3  # the segmenter's own stays
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -163,11 +163,8 @@ def test_alias_counts_a_near_name_as_the_query(feature_segmenter, minilm):
     cosine = float(minilm.encode(["chair"])[0] @ minilm.encode(["armchair"])[0])
     strict, _ = cli.evaluate_dataset(feature_segmenter, [("s", scan)], mode="single")
     assert strict["single"]["per_class_iou"]["chair"] == 0.0  # "armchair" competes and wins its points
-    feature_segmenter.config.query_rule = QueryRule(exclude=0.9, alias=cosine - 0.01, margin=0.0)
-    try:
-        loose, _ = cli.evaluate_dataset(feature_segmenter, [("s", scan)], mode="single")
-    finally:
-        feature_segmenter.config.query_rule = QueryRule(exclude=0.8, alias=None, margin=0.0)
+    loose_rule = QueryRule(exclude=0.9, alias=cosine - 0.01, margin=0.0)
+    loose, _ = cli.evaluate_dataset(feature_segmenter, [("s", scan)], mode="single", rule=loose_rule)
     assert loose["single"]["per_class_iou"]["chair"] == 100.0
 
 

@@ -195,6 +195,46 @@ def test_bad_queries_raise_query_error(segmenter, processed):
     assert result.semantic.max() <= 2
 
 
+# ---------------------------------------------------------------------------- settings per call
+def test_settings_go_with_the_call_and_never_change_the_segmenter(student, minilm, segmenter, processed, crop):
+    """A call's GGP setting, rule and object size are its own: the segmenter's defaults stay, and
+    each call gives what a segmenter built with those settings gives."""
+    import dataclasses
+
+    from ov3d_ros.core.pooling import GGPConfig
+    from ov3d_ros.core.query import QueryRule
+
+    defaults = segmenter.config
+    assert processed.ggp == defaults.ggp
+    other_ggp = GGPConfig(k=8, tau=0.1, iterations=3, centering=0.5)
+    other_rule = QueryRule(exclude=0.85, alias=0.55, margin=0.03)
+    model, metadata = student
+    built = Segmenter(model, metadata, minilm, SegmenterConfig(device="cpu", ggp=other_ggp, query_rule=other_rule,
+                                                               min_object_points=5), allow_untrained=True)  # fmt: skip
+    reference = built.process(crop)
+    per_call = segmenter.process(crop, ggp=other_ggp)
+    assert per_call.ggp == other_ggp and segmenter.config is defaults
+    for text in ("chair", "chair; table"):
+        asked = QuerySet.parse(text, negatives="wall", min_object_points=5)
+        want = built.query(reference, asked)
+        got = segmenter.query(per_call, asked, rule=other_rule)
+        np.testing.assert_array_equal(got.semantic, want.semantic)
+        np.testing.assert_array_equal(got.instance, want.instance)
+        np.testing.assert_allclose(got.score, want.score, rtol=0, atol=1e-6)  # two network passes: float rounding
+    assert segmenter.config is defaults and defaults.ggp != other_ggp and defaults.query_rule != other_rule
+    # the object size is the query's: a smaller one reports at least the same objects
+    small = segmenter.query(processed, QuerySet.parse("chair; table", min_object_points=1))
+    usual = segmenter.query(processed, QuerySet.parse("chair; table"))
+    assert len(small.objects) >= len(usual.objects)
+    with pytest.raises(QueryError, match="min_object_points"):
+        QuerySet.parse("chair", min_object_points=0)
+    # the defaults are fixed: a caller cannot change them behind another's back
+    with pytest.raises(AttributeError):
+        segmenter.config = dataclasses.replace(defaults, pooling=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.min_object_points = 1
+
+
 # ------------------------------------------------------------------------ input features path
 def test_input_features_replace_the_semantic_head(segmenter, crop, minilm):
     chair, table = minilm.encode(["chair", "table"])

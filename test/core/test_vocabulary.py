@@ -151,19 +151,15 @@ def trained_crop(scannet_npz):
 @pytest.mark.parametrize("rule", [QueryRule(), QueryRule(exclude=0.85, alias=0.55, margin=0.03), QueryRule(alias=None, margin=-0.02)])
 def test_vocabulary_logit_path_equals_explicit_columns(trained_crop, rule):
     segmenter, processed = trained_crop
-    segmenter.config.query_rule = rule
-    try:
-        for text in ("chair", "sofa; table", "red mug"):
-            queries = QuerySet.parse(text, negatives="wall; floor; ceiling")
-            fast, timings = segmenter.voxel_decision(processed, queries)
-            explicit, _ = segmenter.voxel_decision(processed, queries, path="features")
-            assert torch.equal(fast.semantic, explicit.semantic), text
-            torch.testing.assert_close(fast.score, explicit.score, atol=2e-5, rtol=1e-4)
-            assert "vocabulary_competition" in timings
-            parts = segmenter.decision_parts(processed, queries)
-            assert torch.equal(parts.decide().semantic, fast.semantic)
-    finally:
-        segmenter.config.query_rule = segmenter.metadata.query_rule() or QueryRule()
+    for text in ("chair", "sofa; table", "red mug"):
+        queries = QuerySet.parse(text, negatives="wall; floor; ceiling")
+        fast, timings = segmenter.voxel_decision(processed, queries, rule=rule)
+        explicit, _ = segmenter.voxel_decision(processed, queries, path="features", rule=rule)
+        assert torch.equal(fast.semantic, explicit.semantic), text
+        torch.testing.assert_close(fast.score, explicit.score, atol=2e-5, rtol=1e-4)
+        assert "vocabulary_competition" in timings
+        parts = segmenter.decision_parts(processed, queries, rule=rule)
+        assert torch.equal(parts.decide().semantic, fast.semantic)
 
 
 def test_vocabulary_changes_the_single_query_answer_and_is_summarised_once(trained_crop):

@@ -44,11 +44,14 @@ def test_defaults_are_valid_and_match_the_core():
     from ov3d_ros.core.pooling import GGPConfig
 
     settings = NodeSettings.from_values({})
-    # GGP: "the model's calibrated setting" markers, resolved by load_segmenter (test_segment_node)
+    # GGP: "the model's calibrated setting" markers, resolved by ggp_setting (test_segment_node)
     assert (settings.ggp_k, settings.ggp_tau, settings.ggp_iterations) == (0, 0.0, -1)
     assert GGPConfig().k >= 1  # what a checkpoint without a calibration falls back to
+    assert settings.ggp_setting(GGPConfig(k=12, coarsen=3)) == GGPConfig(k=12, coarsen=3)  # all the model's
     assert settings.min_object_points == DEFAULT_MIN_POINTS
     assert settings.query_set().positives == ("chair", "table", "monitor")
+    # the object size travels with the query the node asks (nothing is set on the segmenter)
+    assert settings.replace(min_object_points=7).query_set().min_object_points == 7
 
 
 def test_config_file_lists_every_parameter_with_valid_values():

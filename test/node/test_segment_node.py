@@ -261,15 +261,16 @@ def test_ggp_parameters_default_to_the_models_calibrated_setting():
     settings = NodeSettings.from_values({"device": "cpu"})
     shipped = load_segmenter(settings)  # the packaged model records its calibration in model.json
     calibrated = shipped.metadata.ggp_config()
-    assert calibrated is not None and shipped.config.ggp == calibrated
-    assert "calibrated" in describe_model(shipped, "default")
-    tuned = load_segmenter(settings.replace(ggp_k=8, ggp_iterations=0))  # 0 passes = pooling off, not "the model's"
-    assert (tuned.config.ggp.k, tuned.config.ggp.tau, tuned.config.ggp.iterations) == (8, calibrated.tau, 0)
-    assert ", set)" in describe_model(tuned, "default")
-    assert tuned.config.ggp.coarsen == calibrated.coarsen  # 0 keeps the model's cells
-    plain = load_segmenter(settings.replace(ggp_coarsen=1))  # the node can fall back to plain GGP
-    assert plain.config.ggp.coarsen == 1 and (plain.config.ggp.tau, plain.config.ggp.iterations) == (calibrated.tau, calibrated.iterations)
-    assert "cells" not in describe_model(plain, "default")
-    assert tuned.config.ggp.centering == calibrated.centering  # -1 keeps the model's centering
-    uncentred = load_segmenter(settings.replace(ggp_centering=0.0))  # 0 is "none", not "the model's"
-    assert uncentred.config.ggp.centering == 0.0 and uncentred.config.ggp.coarsen == calibrated.coarsen
+    assert calibrated is not None and shipped.config.ggp == calibrated == settings.ggp_setting(shipped.config.ggp)
+    assert "calibrated" in describe_model(shipped, "default", settings.ggp_setting(shipped.config.ggp))
+    tuned = settings.replace(ggp_k=8, ggp_iterations=0).ggp_setting(shipped.config.ggp)  # 0 passes = pooling off
+    assert (tuned.k, tuned.tau, tuned.iterations) == (8, calibrated.tau, 0)
+    assert ", set)" in describe_model(shipped, "default", tuned)
+    assert tuned.coarsen == calibrated.coarsen  # 0 keeps the model's cells
+    plain = settings.replace(ggp_coarsen=1).ggp_setting(shipped.config.ggp)  # the node can fall back to plain GGP
+    assert plain.coarsen == 1 and (plain.tau, plain.iterations) == (calibrated.tau, calibrated.iterations)
+    assert "cells" not in describe_model(shipped, "default", plain)
+    assert tuned.centering == calibrated.centering  # -1 keeps the model's centering
+    uncentred = settings.replace(ggp_centering=0.0).ggp_setting(shipped.config.ggp)  # 0 is "none", not "the model's"
+    assert uncentred.centering == 0.0 and uncentred.coarsen == calibrated.coarsen
+    assert shipped.config.ggp == calibrated  # the segmenter's own setting is never changed

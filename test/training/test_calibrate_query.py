@@ -57,8 +57,8 @@ def test_search_agrees_with_eval_single_mode(room_piece):
     assert best["miou"] == max(row["miou"] for row in calibration.table)
     # every row is what ov3d-eval --mode single measures with that rule
     for row in calibration.table[::3]:
-        segmenter.config.query_rule = QueryRule(row["exclude"], row["alias"], row["margin"])
-        result, _ = eval_cli.evaluate_dataset(segmenter, [(path.name, piece)], mode="single")
+        rule = QueryRule(row["exclude"], row["alias"], row["margin"])
+        result, _ = eval_cli.evaluate_dataset(segmenter, [(path.name, piece)], mode="single", rule=rule)
         assert result["single"]["miou"] == pytest.approx(row["miou"], abs=0.011), row
     off, _ = eval_cli.evaluate_dataset(segmenter, [(path.name, piece)], mode="single", vocabulary=False)
     assert off["single"]["miou"] == pytest.approx(calibration.vocabulary_off["miou"], abs=0.011)

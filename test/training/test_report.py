@@ -197,8 +197,7 @@ def test_each_pooling_variant_is_scored_at_its_own_calibrated_setting(plumbing_s
     assert np.mean(node == report.predictions["ggp_learned"]) > 0.999
     assert rows[("ggp_learned", 8, 3, 6)]["centering"] == 0.5 and rows[("ggp_distance", 8, 1, 2)]["centering"] == 0.0
     # the centred unpooled row is the segmenter's own field at that centering, without pooling
-    at_setting.override_ggp(centering=1.0)
-    centred = at_setting.process(piece)
+    centred = at_setting.process(piece, ggp=replace(at_setting.config.ggp, centering=1.0))
     decision, _ = at_setting.voxel_decision(centred, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=False)
     node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[centred.voxels.point_to_voxel]
     assert np.mean(node == report.predictions["student_centered"]) > 0.999

@@ -187,13 +187,8 @@ def scannet_report(
 
 def process_uncentred(segmenter: Segmenter, scan):
     """``segmenter.process(scan)`` with the semantic field left uncentred, whatever the segmenter's
-    own centering (which it keeps): for callers that centre the raw field themselves, per setting."""
-    previous = segmenter.config.ggp.centering
-    segmenter.override_ggp(centering=0.0)
-    try:
-        return segmenter.process(scan)
-    finally:
-        segmenter.override_ggp(centering=previous)
+    own centering: for callers that centre the raw field themselves, per setting."""
+    return segmenter.process(scan, ggp=replace(segmenter.config.ggp, centering=0.0))
 
 
 def class_confusion(target: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:

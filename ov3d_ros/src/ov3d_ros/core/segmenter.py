@@ -18,6 +18,13 @@ product. Without a narrow bottleneck (full-rank heads, a cloud's own 384/512/768
 each query pools its own Q logits instead of D-dim features. The feature path (pool D-dim
 features, then score) exists to check both (``query(..., path="features")``).
 
+Settings per call: ``Segmenter.config`` holds the defaults, fixed at construction. A call that
+wants another GGP setting or query rule passes it (``process(scan, ggp=...)``,
+``voxel_decision(..., rule=...)``), and a query carries its own threshold, object size and
+vocabulary switch (:class:`QuerySet`). Nothing a caller sets changes what a later call sees, so
+tools that try several settings on one model (calibration, evaluation, the report) and the
+node's parameter changes never have to save and restore anything.
+
 CPU threads: on CPU the k-d tree search for GGP's neighbours runs on a worker thread while the
 network runs (it needs only the voxel centres), so a 2-core machine works on both at once.
 
@@ -82,9 +89,10 @@ class InputFeatureError(ValueError):
     """Per-point semantic features that cannot be used with this checkpoint."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmenterConfig:
     """Inference settings. ``None`` for voxel size / temperature means: the checkpoint's value.
+    The Segmenter's defaults; a call's own GGP, rule or query settings go with the call (module doc).
 
     max_voxels:       voxel cap per cloud (see :func:`voxelize`); bounds time and memory.
     ggp:              GGP k / tau / iterations; None = the setting calibrated for the checkpoint
@@ -93,7 +101,8 @@ class SegmenterConfig:
     device:           "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
     fp16:             autocast the network to fp16 on CUDA (ignored on CPU).
     score_threshold:  default threshold when a QuerySet has none (None = off).
-    min_object_points / min_object_voxels: smaller components are not reported as objects.
+    min_object_points / min_object_voxels: smaller components are not reported as objects
+                      (a QuerySet's own ``min_object_points`` replaces the first).
     oriented_boxes:   yaw-oriented object boxes (z up) instead of axis-aligned.
     precompute_max_channels: GGP strategy. A student whose semantic head has rank r (see
                       StudentConfig.semantic_rank) can have its whole semantic field pooled once
@@ -137,6 +146,7 @@ class ProcessedCloud:
     affinity: torch.Tensor  # (V, m) unit affinity embeddings: the head's cosines, compacted (network.compact_embedding)
     graph: PoolingGraph | None  # GGP operator (None for an empty cloud, or until needed with pooling off)
     pooled: PooledLowRank | None  # the semantic field after GGP, when pooled once per cloud (else None)
+    ggp: GGPConfig  # the setting graph, field and centering were made with: its queries pool at its iterations
     feature_source: str  # "student" (semantic head) or "input" (the scan's own features)
     frame_id: str = "map"
     stamp_ns: int = 0
@@ -172,8 +182,8 @@ class Segmenter:
         check_text_space(metadata, text_encoder)
         config = config or SegmenterConfig()
         # tau is calibrated per model: what "sharp" means depends on the trained embedding
-        self.config = replace(config, ggp=config.ggp or metadata.ggp_config() or GGPConfig(),
-                              query_rule=config.query_rule or metadata.query_rule() or QueryRule())  # fmt: skip
+        self._config = replace(config, ggp=config.ggp or metadata.ggp_config() or GGPConfig(),
+                               query_rule=config.query_rule or metadata.query_rule() or QueryRule())  # fmt: skip
         self.metadata = metadata
         if self.config.voxel_size and abs(self.config.voxel_size - metadata.voxel_size) > 1e-9:
             warnings.warn(
@@ -193,6 +203,11 @@ class Segmenter:
         self._vocabulary: Vocabulary | None = None
 
     @property
+    def config(self) -> SegmenterConfig:
+        """The defaults every call starts from (read-only: a call passes its own settings instead)."""
+        return self._config
+
+    @property
     def vocabulary(self) -> Vocabulary:
         """The competing vocabulary, read and embedded at first use (memoised per text encoder)."""
         if self._vocabulary is None:
@@ -201,24 +216,21 @@ class Segmenter:
 
     @property
     def query_rule_calibrated(self) -> bool:
-        """Whether queries use the one-query rule calibrated for this checkpoint (model.json ``query``)."""
-        return self.metadata.query is not None and self.config.query_rule == self.metadata.query_rule()
+        """Whether queries use the one-query rule calibrated for this checkpoint (model.json ``query``) by default."""
+        return self.rule_is_calibrated(self.config.query_rule)
 
     @property
     def ggp_calibrated(self) -> bool:
-        """Whether GGP runs at the setting calibrated for this checkpoint (model.json ``ggp``)."""
-        return self.metadata.ggp is not None and self.config.ggp == self.metadata.ggp_config()
+        """Whether GGP runs at the setting calibrated for this checkpoint (model.json ``ggp``) by default."""
+        return self.ggp_is_calibrated(self.config.ggp)
 
-    def override_ggp(
-        self, k: int | None = None, tau: float | None = None, iterations: int | None = None, coarsen: int | None = None,
-        centering: float | None = None,
-    ) -> GGPConfig:
-        """Replace some GGP fields (None keeps the current, e.g. the calibrated, value); before
-        processing clouds -- a processed cloud keeps the graph and field it was built with."""
-        given = (("k", k), ("tau", tau), ("iterations", iterations), ("coarsen", coarsen), ("centering", centering))
-        changes = {name: value for name, value in given if value is not None}
-        self.config = replace(self.config, ggp=replace(self.config.ggp, **changes))
-        return self.config.ggp
+    def rule_is_calibrated(self, rule: QueryRule) -> bool:
+        """Whether ``rule`` is the one-query rule calibrated for this checkpoint."""
+        return self.metadata.query is not None and rule == self.metadata.query_rule()
+
+    def ggp_is_calibrated(self, ggp: GGPConfig) -> bool:
+        """Whether ``ggp`` is the GGP setting calibrated for this checkpoint."""
+        return self.metadata.ggp is not None and ggp == self.metadata.ggp_config()
 
     # -------------------------------------------------------------------------------- building
     @classmethod
@@ -255,13 +267,17 @@ class Segmenter:
         return cls(model, metadata, text_encoder, config, allow_untrained=allow_untrained)
 
     # ------------------------------------------------------------------------------ processing
-    def process(self, scan) -> ProcessedCloud:
+    def process(self, scan, *, ggp: GGPConfig | None = None) -> ProcessedCloud:
         """Voxelise, run the network, build the GGP graph (module doc). ``scan`` is an io Scan.
+
+        ``ggp``: this cloud's GGP setting (neighbours, weights, cells, centering, passes; None =
+        ``config.ggp``); the cloud keeps it, and its queries pool with it.
 
         Raises ValueError for non-finite points (drop NaNs first: the io readers do by default)
         and InputFeatureError for per-point features of the wrong width or with NaNs. An empty
         scan gives an empty ProcessedCloud (queries then return empty results).
         """
+        ggp = self.config.ggp if ggp is None else ggp
         timings: dict[str, float] = {}
         start = time.perf_counter()
         tick = start
@@ -284,11 +300,11 @@ class Segmenter:
             no_affinity = torch.zeros((0, self.model.config.affinity_dim), device=self.device)
             source = "input" if has_input_features else "student"
             timings["total"] = time.perf_counter() - start
-            return ProcessedCloud(
-                voxels, scan.points, empty, no_affinity, None, None, source, scan.frame_id, scan.stamp_ns, timings
-            )
+            return ProcessedCloud(voxels=voxels, points=scan.points, semantic=empty, affinity=no_affinity, graph=None,
+                                  pooled=None, ggp=ggp, feature_source=source, frame_id=scan.frame_id,
+                                  stamp_ns=scan.stamp_ns, timings=timings)  # fmt: skip
 
-        knn = self._start_knn(voxels) if self.config.pooling else None
+        knn = self._start_knn(voxels, ggp) if self.config.pooling else None
         feats = torch.from_numpy(input_features(voxels, self.metadata.input_features, floor_z=self.config.floor_z))
         coords = torch.from_numpy(voxels.coords)
         timings["input_features"], tick = _lap(tick)
@@ -304,17 +320,17 @@ class Segmenter:
                 with torch.autocast("cuda", enabled=False):  # norms in full precision
                     semantic = LowRankSemantic.from_linear(hidden, self.model.semantic_head.output_layer)
                     # calibrated on the student's features: a cloud's own lifted features keep theirs
-                    semantic = semantic.centered(self.config.ggp.centering)
+                    semantic = semantic.centered(ggp.centering)
             affinity = affinity.float()
         _sync(self.device)
         timings["network"], tick = _lap(tick)
 
-        graph = self._build_graph(voxels, affinity, knn) if self.config.pooling else None
+        graph = self._build_graph(voxels, affinity, ggp, knn) if self.config.pooling else None
         timings["ggp_graph"], tick = _lap(tick)
         pooled = None
         if graph is not None and self._pool_once(semantic):
             with torch.inference_mode():
-                pooled = semantic.pooled(lambda values: graph.pool(values, self.config.ggp.iterations))
+                pooled = semantic.pooled(lambda values: graph.pool(values, ggp.iterations))
             _sync(self.device)
             timings["ggp_field"], tick = _lap(tick)
         timings["total"] = tick - start
@@ -325,6 +341,7 @@ class Segmenter:
             affinity=affinity,
             graph=graph,
             pooled=pooled,
+            ggp=ggp,
             feature_source="input" if has_input_features else "student",
             frame_id=scan.frame_id,
             stamp_ns=scan.stamp_ns,
@@ -334,38 +351,42 @@ class Segmenter:
     def _pool_once(self, semantic: SemanticField) -> bool:
         return isinstance(semantic, LowRankSemantic) and semantic.rank + 1 <= self.config.precompute_max_channels
 
-    def _start_knn(self, voxels: Voxels) -> Future | None:
+    def _start_knn(self, voxels: Voxels, ggp: GGPConfig) -> Future | None:
         """On CPU, start the k-d tree search on a worker thread: it needs only the voxel centres,
         so it overlaps the network pass (both release the GIL) instead of following it."""
         if self.device.type != "cpu":
             return None  # on CUDA the grid search runs on the device, after the network
         if self._knn_worker is None:
             self._knn_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ov3d-knn")
-        ggp = self.config.ggp  # with cells, the cells and their neighbours are geometry too
+        # with cells, the cells and their neighbours are geometry too
         return self._knn_worker.submit(pooling_geometry, voxels.centers, ggp.k, ggp.coarsen, voxels.voxel_size)
 
-    def _build_graph(self, voxels: Voxels, affinity: torch.Tensor, knn: Future | KNN | None = None) -> PoolingGraph:
+    def _build_graph(self, voxels: Voxels, affinity: torch.Tensor, ggp: GGPConfig,
+                     knn: Future | KNN | None = None) -> PoolingGraph:  # fmt: skip
         if isinstance(knn, Future):
             knn = knn.result()
         with torch.inference_mode():
             centers = torch.from_numpy(voxels.centers).to(self.device)
             return build_pooling_graph(
-                centers, affinity, self.config.ggp, knn=knn, cell_size=voxels.voxel_size, device=self.device
+                centers, affinity, ggp, knn=knn, cell_size=voxels.voxel_size, device=self.device
             )
 
     def _graph(self, processed: ProcessedCloud) -> PoolingGraph | None:
         """The cloud's GGP graph, built now if processing skipped it (pooling was off)."""
         if processed.graph is None and processed.num_voxels:
-            processed.graph = self._build_graph(processed.voxels, processed.affinity)
+            processed.graph = self._build_graph(processed.voxels, processed.affinity, processed.ggp)
         return processed.graph
 
     # --------------------------------------------------------------------------------- queries
-    def query(self, processed: ProcessedCloud, queries: QuerySet | str, *, path: str = "logits") -> SegmentationResult:
+    def query(
+        self, processed: ProcessedCloud, queries: QuerySet | str, *, path: str = "logits", rule: QueryRule | None = None
+    ) -> SegmentationResult:
         """Answer ``queries`` on a processed cloud: per-point labels, scores, instances, objects.
 
-        path: "logits" (default: pool the per-query logits) or "features" (pool the D-dim
-        features, then score) -- same labels and scores; the second exists to check the first
-        and costs D/Q times more.
+        The query's own threshold, object size and vocabulary switch apply (``config``'s where it
+        has none). path: "logits" (default: pool the per-query logits) or "features" (pool the
+        D-dim features, then score) -- same labels and scores; the second exists to check the
+        first and costs D/Q times more. rule: the one-query rule (None = ``config.query_rule``).
         """
         if isinstance(queries, str):
             queries = QuerySet.parse(queries)
@@ -375,9 +396,10 @@ class Segmenter:
         if processed.num_voxels == 0:
             empty_i, empty_f = np.zeros(n, np.int32), np.zeros(n, np.float32)
             return SegmentationResult(queries, empty_i, empty_i.copy(), empty_f, [], {"total": time.perf_counter() - start})
-        decision, timings = self.voxel_decision(processed, queries, path=path)
+        decision, timings = self.voxel_decision(processed, queries, path=path, rule=rule)
         tick = time.perf_counter()
         voxels = processed.voxels
+        min_points = self.config.min_object_points if queries.min_object_points is None else queries.min_object_points
         voxel_semantic = decision.semantic.cpu().numpy()
         voxel_score = decision.score.cpu().numpy()
         voxel_instance, objects = extract_objects(
@@ -385,7 +407,7 @@ class Segmenter:
             voxel_semantic,
             voxel_score,
             list(candidates.positives),
-            min_points=self.config.min_object_points,
+            min_points=min_points,
             min_voxels=self.config.min_object_voxels,
             oriented=self.config.oriented_boxes,
             points=processed.points,
@@ -414,15 +436,18 @@ class Segmenter:
         return processed.grid_edges
 
     def voxel_decision(
-        self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None, path: str = "logits"
+        self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None, path: str = "logits",
+        rule: QueryRule | None = None,
     ) -> tuple[VoxelDecision, dict[str, float]]:
         """Per-voxel labels and scores (no objects, no per-point maps) and stage timings.
 
-        pooling: override the config's GGP switch (evaluation compares both on one cloud).
+        pooling: this call's GGP switch (None = the config's; evaluation compares both on one
+        cloud). rule: this call's one-query rule (None = ``config.query_rule``; calibration tries several).
         """
         if path not in ("logits", "features"):
             raise ValueError(f"path must be 'logits' or 'features', got {path!r}")
         pooling = self.config.pooling if pooling is None else pooling
+        rule = self.config.query_rule if rule is None else rule
         timings: dict[str, float] = {}
         candidates = build_candidates(queries)
         threshold = queries.threshold if queries.threshold is not None else self.config.score_threshold
@@ -430,7 +455,7 @@ class Segmenter:
         text = torch.from_numpy(self.text_encoder.encode(list(candidates.names))).to(self.device)
         timings["text"], tick = _lap(tick)
         if queries.uses_vocabulary:
-            return self._vocabulary_decision(processed, candidates, text, pooling, path, threshold, timings)
+            return self._vocabulary_decision(processed, candidates, text, pooling, path, threshold, rule, timings)
         with torch.inference_mode():
             if path == "logits":
                 logits = self._logits(processed, text, pooling, timings)
@@ -456,7 +481,7 @@ class Segmenter:
             logits = processed.semantic.logits(text)
             timings["logits"], tick = _lap(tick)
             if pooling and processed.num_voxels:
-                logits = self._graph(processed).pool(logits, self.config.ggp.iterations)
+                logits = self._graph(processed).pool(logits, processed.ggp.iterations)
         _sync(self.device)
         timings["pooling"], tick = _lap(tick)
         return logits
@@ -465,27 +490,27 @@ class Segmenter:
         tick = time.perf_counter()
         pooled = processed.semantic.features()
         if pooling:
-            pooled = self._graph(processed).pool(pooled, self.config.ggp.iterations)
+            pooled = self._graph(processed).pool(pooled, processed.ggp.iterations)
         _sync(self.device)
         timings["pooling"], tick = _lap(tick)
         return pooled
 
     def _vocabulary_decision(
         self, processed: ProcessedCloud, candidates, text: torch.Tensor, pooling: bool, path: str,
-        threshold: float | None, timings: dict,
+        threshold: float | None, rule: QueryRule, timings: dict,
     ) -> tuple[VoxelDecision, dict[str, float]]:
         """The one-query decision (core/query.py): the query's own candidates plus the vocabulary,
         split by text cosine; the competing names summarised once per cloud (logit path) or as
         explicit columns (the check path, which the logit path is tested against)."""
         with torch.inference_mode():
             if path == "logits":
-                parts = self._vocabulary_parts(processed, candidates, text, pooling, timings)
+                parts = self._vocabulary_parts(processed, candidates, text, pooling, rule, timings)
                 tick = time.perf_counter()
                 decision = parts.decide(threshold)
             else:
                 tick = time.perf_counter()
-                vocabulary, rule = self.vocabulary, self.config.query_rule
-                split, answer_text, owners = self._vocabulary_split(candidates, text)
+                vocabulary = self.vocabulary
+                split, answer_text, owners = self._vocabulary_split(candidates, text, rule)
                 columns = torch.cat([answer_text, text[candidates.num_positives:]])
                 timings["vocabulary"], tick = _lap(tick)
                 pooled = self._check_path_features(processed, pooling, timings)
@@ -499,31 +524,35 @@ class Segmenter:
         timings["decide"], tick = _lap(tick)
         return decision, timings
 
-    def decision_parts(self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None) -> DecisionParts:
+    def decision_parts(
+        self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None, rule: QueryRule | None = None
+    ) -> DecisionParts:
         """The pieces a vocabulary query is decided from (logit path; ``parts.decide()`` equals
-        :meth:`voxel_decision`'s labels and scores). For calibrations that try several margins."""
+        :meth:`voxel_decision`'s labels and scores with the same ``rule``, None = ``config.query_rule``).
+        For calibrations that try several rules and margins."""
         pooling = self.config.pooling if pooling is None else pooling
+        rule = self.config.query_rule if rule is None else rule
         candidates = build_candidates(queries)
         text = torch.from_numpy(self.text_encoder.encode(list(candidates.names))).to(self.device)
         with torch.inference_mode():
-            return self._vocabulary_parts(processed, candidates, text, pooling, {})
+            return self._vocabulary_parts(processed, candidates, text, pooling, rule, {})
 
-    def _vocabulary_split(self, candidates, text: torch.Tensor):
+    def _vocabulary_split(self, candidates, text: torch.Tensor, rule: QueryRule):
         positives = candidates.num_positives
-        split = split_vocabulary(self.vocabulary, text[:positives], self.config.query_rule, taken=candidates.names)
+        split = split_vocabulary(self.vocabulary, text[:positives], rule, taken=candidates.names)
         answer_text = torch.cat([text[:positives], self.vocabulary.embeddings[split.alias_index]])
         owners = torch.cat([torch.arange(positives, device=self.device), split.alias_owner.to(self.device)])
         return split, answer_text, owners
 
     def _vocabulary_parts(self, processed: ProcessedCloud, candidates, text: torch.Tensor, pooling: bool,
-                          timings: dict) -> DecisionParts:  # fmt: skip
+                          rule: QueryRule, timings: dict) -> DecisionParts:  # fmt: skip
         tick = time.perf_counter()
-        split, answer_text, owners = self._vocabulary_split(candidates, text)
+        split, answer_text, owners = self._vocabulary_split(candidates, text, rule)
         timings["vocabulary"], tick = _lap(tick)
         logits = self._logits(processed, torch.cat([answer_text, text[candidates.num_positives:]]), pooling, timings)
         tick = time.perf_counter()
         summary = self._vocabulary_summary(processed, pooling)
-        competition = summary.competition(split.removed, self.config.query_rule.margin) if summary is not None else None
+        competition = summary.competition(split.removed, rule.margin) if summary is not None else None
         timings["vocabulary_competition"], tick = _lap(tick)
         answers = len(answer_text)
         return DecisionParts(logits[:, :answers], owners, logits[:, answers:], competition, self.temperature)
@@ -531,7 +560,7 @@ class Segmenter:
     def _vocabulary_summary(self, processed: ProcessedCloud, pooling: bool) -> VocabularySummary | None:
         """The vocabulary's logits on this cloud, summarised at the first query that needs them."""
         vocabulary = self.vocabulary
-        key = (bool(pooling), vocabulary.sha256, self.temperature, self.config.ggp.iterations if pooling else 0)
+        key = (bool(pooling), vocabulary.sha256, self.temperature, processed.ggp.iterations if pooling else 0)
         summary = processed.vocabulary_summaries.get(key)
         if summary is None and processed.num_voxels:
             if pooling and processed.pooled is not None:
@@ -540,7 +569,7 @@ class Segmenter:
                 block = field_block(processed.semantic, vocabulary)
             else:  # logits pooled per query: pool the vocabulary's once per cloud and keep them
                 matrix = self._graph(processed).pool(processed.semantic.logits(vocabulary.embeddings),
-                                                     self.config.ggp.iterations)  # fmt: skip
+                                                     processed.ggp.iterations)  # fmt: skip
                 block = matrix_block(matrix)
             summary = VocabularySummary(block, processed.num_voxels, len(vocabulary), self.temperature)
             processed.vocabulary_summaries[key] = summary
@@ -556,11 +585,11 @@ class Segmenter:
             features = processed.semantic.features()
             if not pooling or processed.num_voxels == 0:
                 return features.clone()
-            return self._graph(processed).pool(features, self.config.ggp.iterations)
+            return self._graph(processed).pool(features, processed.ggp.iterations)
 
-    def segment(self, scan, queries: QuerySet | str) -> SegmentationResult:
+    def segment(self, scan, queries: QuerySet | str, *, ggp: GGPConfig | None = None) -> SegmentationResult:
         """process + query in one call (for one-off use; keep the ProcessedCloud to re-query)."""
-        processed = self.process(scan)
+        processed = self.process(scan, ggp=ggp)
         result = self.query(processed, queries)
         result.timings = {**{f"process_{k}": v for k, v in processed.timings.items()}, **result.timings}
         return result

@@ -24,6 +24,8 @@ class QuerySet:
     vocabulary: let the shipped vocabulary of common indoor things compete too (core/query.py,
                 "The one-query decision"); None = with the background (on when ``background``
                 is), so closed-set callers (background off) keep a closed set.
+    min_object_points: smallest object reported, in points (None = the segmenter's default);
+                part of the query so that whoever asks sets it, not whoever holds the segmenter.
     """
 
     positives: tuple[str, ...]
@@ -31,6 +33,7 @@ class QuerySet:
     threshold: float | None = None
     background: bool = True
     vocabulary: bool | None = None
+    min_object_points: int | None = None
 
     @property
     def uses_vocabulary(self) -> bool:
@@ -60,6 +63,8 @@ class QuerySet:
                 raise QueryError(f"query has no letters or digits: {q!r}")
         if len(set(self.positives)) != len(self.positives):
             raise QueryError(f"duplicate query names in {self.positives!r}")
+        if self.min_object_points is not None and int(self.min_object_points) < 1:
+            raise QueryError(f"min_object_points must be >= 1 (or None: the segmenter's), got {self.min_object_points}")
 
 
 def _split(text) -> list[str]:

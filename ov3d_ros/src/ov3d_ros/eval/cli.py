@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ov3d_ros.core.checkpoint import CheckpointError
+from ov3d_ros.core.query import QueryRule
 from ov3d_ros.core.segmenter import DeviceUnavailableError, InputFeatureError, Segmenter, SegmenterConfig
 from ov3d_ros.core.text import TextEncoderError
 from ov3d_ros.core.vocabulary import VocabularyError
@@ -112,10 +113,11 @@ def evaluate_scene(
 def evaluate_dataset(
     segmenter: Segmenter, scenes: list[tuple[str, Any]], class_set: str = "scannet20", *, mode: str = "closed",
     synonyms: dict[str, tuple[str, ...]] | None = None, vocabulary: bool | None = None,
-    excluded: tuple[str, ...] = FOREGROUND_EXCLUDED, keep_arrays: bool = False,
+    excluded: tuple[str, ...] = FOREGROUND_EXCLUDED, keep_arrays: bool = False, rule: QueryRule | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Evaluate (name, Scan) pairs: each scan's result and the dataset's from the summed counts
-    (module doc). Returns (dataset result with ``scenes``, per-scan arrays when ``keep_arrays``)."""
+    (module doc). Returns (dataset result with ``scenes``, per-scan arrays when ``keep_arrays``).
+    ``rule``: the single queries' one-query rule (None: the model's calibrated one)."""
     if mode not in ("closed", "single"):
         raise EvalInputError(f"mode must be 'closed' or 'single', got {mode!r}")
     if not scenes:
@@ -127,13 +129,15 @@ def evaluate_dataset(
     _, fg_names = restrict_classes(truths[0], class_names, excluded)
     names_for = query_names(class_names, synonyms)
     present = tuple(c for i, c in enumerate(class_names) if any((gt == i).any() for gt in truths))
+    rule = segmenter.config.query_rule if rule is None else rule
     results, kept, confusions, counts = [], [], None, None
     for (name, scan), gt in zip(scenes, truths):
         result, arrays = evaluate_scene(segmenter, scan, class_set, excluded, names_for)
         result = {"scene": str(name), **result}
         confusions = arrays["confusions"] if confusions is None else {k: confusions[k] + v for k, v in arrays["confusions"].items()}
         if mode == "single":
-            scene_counts = single_scene(segmenter, arrays["processed"], gt, class_names, present, names_for, vocabulary)
+            scene_counts = single_scene(segmenter, arrays["processed"], gt, class_names, present, names_for, vocabulary,
+                                        rule)  # fmt: skip
             counts = scene_counts if counts is None else counts + scene_counts
             result["single"] = single_metrics(scene_counts, tuple(result["classes_present"]), excluded,
                                               result["per_class_iou"])  # fmt: skip
@@ -150,7 +154,7 @@ def evaluate_dataset(
     }
     if mode == "single":
         dataset["single"] = single_metrics(counts, present, excluded, dataset["per_class_iou"])
-        dataset["single"]["decision"] = decision_record(segmenter, vocabulary)
+        dataset["single"]["decision"] = decision_record(segmenter, vocabulary, rule)
     top = {**dataset, "mode": mode, "dataset": dataset, "scenes": results}
     if synonyms:
         top["synonyms"] = {cls: list(names) for cls, names in synonyms.items()}
@@ -159,13 +163,15 @@ def evaluate_dataset(
     return top, kept
 
 
-def decision_record(segmenter: Segmenter, vocabulary: bool | None) -> dict[str, Any]:
-    """What a single query competed against (the node's defaults, the rule, the vocabulary)."""
+def decision_record(segmenter: Segmenter, vocabulary: bool | None, rule: QueryRule | None = None) -> dict[str, Any]:
+    """What a single query competed against (the node's defaults, the rule -- None: the
+    segmenter's --, the vocabulary)."""
+    rule = segmenter.config.query_rule if rule is None else rule
     example = node_default_query("x", vocabulary)
     record = {"negatives": list(example.negatives), "background": example.background,
               "vocabulary": example.uses_vocabulary}  # fmt: skip
     if example.uses_vocabulary:
-        record.update(rule=segmenter.config.query_rule.record(), rule_calibrated=segmenter.query_rule_calibrated,
+        record.update(rule=rule.record(), rule_calibrated=segmenter.rule_is_calibrated(rule),
                       vocabulary_file=segmenter.vocabulary.source, vocabulary_names=len(segmenter.vocabulary))  # fmt: skip
     return record
 
@@ -242,14 +248,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _segmenter(args: argparse.Namespace) -> Segmenter:
-    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device, allow_untrained=args.allow_untrained)
+def _rule(args: argparse.Namespace, model_rule: QueryRule) -> QueryRule:
+    """The model's one-query rule with the fields ``--rule-*`` give replaced."""
     changes = {key: value for key, value in (("exclude", args.rule_exclude), ("margin", args.rule_margin)) if value is not None}
     if hasattr(args, "rule_alias"):
         changes["alias"] = args.rule_alias
-    if changes:
-        segmenter.config = replace(segmenter.config, query_rule=replace(segmenter.config.query_rule, **changes))
-    return segmenter
+    return replace(model_rule, **changes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,11 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         synonyms = load_synonyms(args.synonyms, CLASS_SETS[args.classes]) if args.synonyms else None
         paths = expand_scenes(args.scene)
         load_start = time.perf_counter()
-        segmenter = _segmenter(args)
+        segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device, allow_untrained=args.allow_untrained)
+        rule = _rule(args, segmenter.config.query_rule)
         scenes = [(str(path), load_scan(path)) for path in paths]
         load_seconds = time.perf_counter() - load_start
         result, arrays = evaluate_dataset(segmenter, scenes, args.classes, mode=args.mode, synonyms=synonyms,
-                                          vocabulary=vocabulary, keep_arrays=bool(args.render))  # fmt: skip
+                                          vocabulary=vocabulary, keep_arrays=bool(args.render), rule=rule)  # fmt: skip
     except (
         CheckpointError,
         CloudFormatError,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ov3d_ros.core.query import QueryRule
 from ov3d_ros.core.segmenter import ProcessedCloud, Segmenter
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.eval.closed import pct
@@ -52,15 +53,17 @@ class SingleCounts:
 def single_scene(
     segmenter: Segmenter, processed: ProcessedCloud, gt: np.ndarray, class_names: tuple[str, ...],
     asked: tuple[str, ...], names_for: dict[str, tuple[str, ...]], vocabulary: bool | None = None,
+    rule: QueryRule | None = None,
 ) -> SingleCounts:
-    """Ask every name of every class in ``asked`` alone on one scan (gt: (N,) class index, -1 = unlabelled)."""
+    """Ask every name of every class in ``asked`` alone on one scan (gt: (N,) class index, -1 = unlabelled),
+    under ``rule`` (None: the segmenter's, i.e. the model's calibrated one)."""
     labelled = gt >= 0
     names, classes, inter, union = [], [], [], []
     point_to_voxel = processed.voxels.point_to_voxel
     for cls in asked:
         truth = gt == class_names.index(cls)
         for name in names_for[cls]:
-            decision, _ = segmenter.voxel_decision(processed, node_default_query(name, vocabulary))
+            decision, _ = segmenter.voxel_decision(processed, node_default_query(name, vocabulary), rule=rule)
             answered = (decision.semantic.cpu().numpy() == 1)[point_to_voxel]
             names.append(name)
             classes.append(cls)

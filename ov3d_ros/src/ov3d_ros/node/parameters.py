@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields
+from dataclasses import replace as replace_fields
 from typing import Any, Iterable, Mapping
 
 from ov3d_ros.core.types import QueryError, QuerySet
@@ -208,14 +209,25 @@ class NodeSettings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def query_set(self) -> QuerySet:
-        """The QuerySet the parameters describe (raises QueryError like QuerySet.parse)."""
+        """The QuerySet the parameters describe, object size included (raises QueryError like QuerySet.parse)."""
         return QuerySet.parse(
             self.queries,
             negatives=self.negatives,
             threshold=self.score_threshold if self.score_threshold > 0.0 else None,
             background=self.use_background,
             vocabulary=self.use_vocabulary,
+            min_object_points=self.min_object_points,
         )
+
+    def ggp_setting(self, model_ggp: Any) -> Any:
+        """The GGP the parameters ask for: ``model_ggp`` (a GGPConfig, the model's calibrated setting)
+        with the fields set here replaced; 0 / 0 / -1 / 0 / -1 keep the model's k / tau / iterations /
+        coarsen / centering."""
+        given = (("k", self.ggp_k or None), ("tau", self.ggp_tau or None),
+                 ("iterations", self.ggp_iterations if self.ggp_iterations >= 0 else None),
+                 ("coarsen", self.ggp_coarsen or None),
+                 ("centering", self.ggp_centering if self.ggp_centering >= 0 else None))  # fmt: skip
+        return replace_fields(model_ggp, **{name: value for name, value in given if value is not None})
 
 
 assert {f.name for f in fields(NodeSettings)} == set(SPECS), "NodeSettings and PARAMETERS disagree"

@@ -25,6 +25,11 @@ Topics and services (relative to the node, ``~/``):
 Threads: the executor only hands clouds over (a newest-only slot, drops counted); one worker
 thread decodes, runs the network, answers the query and publishes. The network output of the
 last cloud is kept, so a new query (topic or parameter) is answered without running it again.
+The parameters live in one immutable value (:class:`NodeSettings` and a count of query changes),
+replaced whole by the parameter callback, which ``~/set_query`` and the query topics go through.
+Each run of the worker reads it once and passes what it needs with its calls (the GGP setting to
+``process``, the query with its threshold and object size to ``query``), so a change never lands
+halfway through a run: the worker answers it on the kept cloud right after.
 """
 from __future__ import annotations
 
@@ -84,6 +89,15 @@ class _Cloud:
     received: float  # time.monotonic() at arrival
 
 
+@dataclass(frozen=True)
+class _Current:
+    """The node's settings now: one immutable value the parameter callback replaces whole (one
+    attribute assignment), so the worker never sees half of a change."""
+
+    settings: NodeSettings
+    query_version: int = 0  # counts changes of QUERY_PARAMETERS: an answer older than this is stale
+
+
 @dataclass
 class _Cached:
     """The last processed cloud: what a new query is answered on."""
@@ -91,10 +105,12 @@ class _Cached:
     processed: Any  # core.segmenter.ProcessedCloud
     scan: Scan
     header: Header
+    query_version: int  # of the settings its last answer used
 
 
 def load_segmenter(settings: NodeSettings):
-    """The Segmenter the parameters describe; StartupError with one clear message otherwise."""
+    """The Segmenter the parameters describe; StartupError with one clear message otherwise.
+    Its GGP is the model's: the node passes ``settings.ggp_setting(...)`` with each cloud."""
     from ov3d_ros.core.checkpoint import CheckpointError
     from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
     from ov3d_ros.core.text import TextEncoderError
@@ -109,21 +125,17 @@ def load_segmenter(settings: NodeSettings):
             settings.checkpoint or None, device=settings.device, config=config,
             allow_untrained=settings.allow_untrained,
         )
-        # 0 / 0 / -1 / 0 / -1 keep the model's calibrated GGP (model.json "ggp")
-        segmenter.override_ggp(k=settings.ggp_k or None, tau=settings.ggp_tau or None,
-                               iterations=settings.ggp_iterations if settings.ggp_iterations >= 0 else None,
-                               coarsen=settings.ggp_coarsen or None,
-                               centering=settings.ggp_centering if settings.ggp_centering >= 0 else None)  # fmt: skip
         return segmenter
     except (CheckpointError, TextEncoderError, RuntimeError, OSError, ValueError) as exc:
         raise StartupError(str(exc)) from exc
 
 
-def describe_model(segmenter: Any, source: str) -> str:
+def describe_model(segmenter: Any, source: str, ggp: Any = None) -> str:
+    """One line on the model and the GGP it runs at (``ggp``; None: the segmenter's own)."""
     meta = segmenter.metadata
     state = "trained" if meta.trained else "UNTRAINED random weights, labels mean nothing"
-    ggp = segmenter.config.ggp
-    origin = "calibrated" if segmenter.ggp_calibrated else "set"
+    ggp = segmenter.config.ggp if ggp is None else ggp
+    origin = "calibrated" if segmenter.ggp_is_calibrated(ggp) else "set"
     cells = f" on {ggp.coarsen}-voxel cells" if ggp.coarsen > 1 else ""
     centred = f", centering {ggp.centering:g}" if ggp.centering > 0 else ""
     return (f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id}; "
@@ -144,17 +156,17 @@ class SegmentNode(LifecycleNode):
     def __init__(self, *, segmenter: Any = None, node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         try:
-            self.settings = declare_parameters(self)
+            self._current = _Current(declare_parameters(self))
         except ParameterError as exc:
             raise StartupError(f"bad parameter: {exc}") from exc
         self._given_segmenter = segmenter  # injected (tests, demo): configure uses it instead of loading
         self.segmenter: Any = None
+        self._ggp: Any = None  # the GGP each cloud is processed with, fixed at configure (read-only parameters)
         self.transition_error = ""  # why the last configure/activate failed
         self.active = False
 
         self._lock = threading.Lock()
         self._slot: LatestSlot[_Cloud] = LatestSlot()
-        self._requery = False
         self._cached: _Cached | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -182,6 +194,11 @@ class SegmentNode(LifecycleNode):
         else:
             self.get_logger().info(f"no ~/set_query service and no ov3d_msgs topics: {status.reason}")
 
+    @property
+    def settings(self) -> NodeSettings:
+        """The parameters now (one immutable snapshot; see the module doc)."""
+        return self._current.settings
+
     # ----------------------------------------------------------------------------- lifecycle
     def bring_up(self) -> None:
         """configure + activate, as ``ov3d-segment`` does at start; StartupError with the reason."""
@@ -207,13 +224,15 @@ class SegmentNode(LifecycleNode):
     def _configure(self) -> None:
         log = self.get_logger()
         if self._given_segmenter is not None:
-            self.segmenter = self._given_segmenter  # parameters still rule the answer
-            self.segmenter.config.min_object_points = self.settings.min_object_points
+            # the query parameters still rule the answer (each query carries them); GGP stays its own
+            self.segmenter = self._given_segmenter
+            self._ggp = self.segmenter.config.ggp
             source = "Segmenter given in code"
         else:
             self.segmenter = load_segmenter(self.settings)
+            self._ggp = self.settings.ggp_setting(self.segmenter.config.ggp)
             source = self.settings.checkpoint or "packaged default"
-        model = describe_model(self.segmenter, source)
+        model = describe_model(self.segmenter, source, self._ggp)
         if not self.segmenter.metadata.trained:
             log.warning(f"model: {model}")
         else:
@@ -316,7 +335,7 @@ class SegmentNode(LifecycleNode):
         self._publishers_made = []
         on_cuda = self.segmenter is not None and str(self.segmenter.device).startswith("cuda")
         with self._lock:
-            self.segmenter, self._cached, self.last_result = None, None, None
+            self.segmenter, self._ggp, self._cached, self.last_result = None, None, None, None
         self._transformer = None
         self.health.device, self.health.model = "none", "not configured"
         if on_cuda:
@@ -384,11 +403,10 @@ class SegmentNode(LifecycleNode):
 
     def _on_parameters_set(self, params: list[Parameter]) -> None:
         changed = {p.name: p.value for p in params}
-        with self._lock:
-            self.settings = self.settings.replace(**changed)
-            if changed.keys() & QUERY_PARAMETERS:
-                self.segmenter.config.min_object_points = self.settings.min_object_points
-                self._requery = True
+        with self._lock:  # writers only: readers take self._current in one read
+            current = self._current
+            self._current = _Current(current.settings.replace(**changed),
+                                     current.query_version + bool(changed.keys() & QUERY_PARAMETERS))  # fmt: skip
         self.health.queries = self.settings.queries
         if changed.keys() & QUERY_PARAMETERS:
             self.get_logger().info(f"query now {self.settings.queries!r}")
@@ -411,7 +429,7 @@ class SegmentNode(LifecycleNode):
                     break
                 self._safely(self._process_cloud, item)
                 item = None  # drop the message now, not when the next one arrives (it may be MBs)
-            elif self._requery:
+            elif self._answer_is_stale():
                 self._safely(self._answer_cached)
 
     def _respect_rate_limit(self, item: _Cloud) -> _Cloud | None:
@@ -439,10 +457,17 @@ class SegmentNode(LifecycleNode):
         self.health.reject(reason)
         self.get_logger().warning(f"rejected cloud: {reason}", throttle_duration_sec=WARN_THROTTLE_S)
 
+    def _answer_is_stale(self) -> bool:
+        """Whether the query parameters changed since the kept cloud was last answered."""
+        cached = self._cached
+        return cached is not None and cached.query_version != self._current.query_version
+
     def _process_cloud(self, item: _Cloud) -> None:
         from ov3d_ros.core.segmenter import InputFeatureError
 
         self._last_start = time.monotonic()
+        current = self._current  # what this whole run uses
+        settings = current.settings
         timings: dict[str, float] = {}
         tick = time.perf_counter()
         try:
@@ -464,36 +489,36 @@ class SegmentNode(LifecycleNode):
             except TransformUnavailable as exc:
                 self._reject(str(exc))
                 return
-        scan = subsample(scan, self.settings.max_points)
+        scan = subsample(scan, settings.max_points)
         timings["decode"], tick = _lap(tick)
         try:
-            processed = self.segmenter.process(scan)
+            processed = self.segmenter.process(scan, ggp=self._ggp)
         except InputFeatureError as exc:
             self._reject(str(exc))
             return
         timings["process"], tick = _lap(tick)
         header = Header(frame_id=scan.frame_id, stamp=item.msg.header.stamp)
         with self._lock:
-            self._cached = _Cached(processed, scan, header)
-            self._requery = False
-            query = self.settings.query_set()
-        result = self.segmenter.query(processed, query)
+            self._cached = _Cached(processed, scan, header, current.query_version)
+        result = self.segmenter.query(processed, settings.query_set())
         timings["query"], tick = _lap(tick)
-        self._publish(result, scan, header, timings)
+        self._publish(result, scan, header, timings, settings)
         timings["encode_publish"], tick = _lap(tick)
         self._finish(timings, item.received, scan.stamp_ns)
 
     def _answer_cached(self) -> None:
+        current = self._current  # what this whole run uses
+        settings = current.settings
         with self._lock:
-            cached, self._requery = self._cached, False
-            query = self.settings.query_set()
-        if cached is None:
-            return  # no cloud yet: the next one is answered with the new query
+            cached = self._cached
+            if cached is None:
+                return  # released meanwhile; the next cloud is answered with the new query
+            cached.query_version = current.query_version
         timings: dict[str, float] = {}
         tick = time.perf_counter()
-        result = self.segmenter.query(cached.processed, query)
+        result = self.segmenter.query(cached.processed, settings.query_set())
         timings["query"], tick = _lap(tick)
-        self._publish(result, cached.scan, cached.header, timings)
+        self._publish(result, cached.scan, cached.header, timings, settings)
         timings["encode_publish"], tick = _lap(tick)
         self.last_timings = timings
         self.results_published += 1
@@ -509,10 +534,11 @@ class SegmentNode(LifecycleNode):
         self.last_timings = timings
         self.results_published += 1
 
-    def _publish(self, result: SegmentationResult, scan: Scan, header: Header, timings: dict[str, float]) -> None:
+    def _publish(self, result: SegmentationResult, scan: Scan, header: Header, timings: dict[str, float],
+                 settings: NodeSettings) -> None:  # fmt: skip
         queries: QuerySet = result.queries
         num_queries = len(queries.positives)
-        step = max(1, self.settings.output_decimation)
+        step = max(1, settings.output_decimation)
         colors = colorize(result.semantic[::step], num_queries, None if scan.colors is None else scan.colors[::step])
         cloud = make_labeled_cloud(
             scan.points[::step], colors, pack_label(result.semantic[::step], result.instance[::step]),

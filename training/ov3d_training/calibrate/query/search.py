@@ -15,7 +15,7 @@ scans are scored with the vocabulary off and closed-set (all class names competi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +102,7 @@ def calibrate_query_rule(
     union = np.zeros_like(inter)
     off = np.zeros((2, len(present)), np.int64)  # intersection, union with the vocabulary off
     closed = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES) + 1), np.int64)
-    saved = segmenter.config
-    bar = _progress(len(scans), progress)
-    try:
+    with _progress(len(scans), progress) as bar:
         for gt, (_, scan) in zip(truths, scans):
             processed = segmenter.process(scan)
             labelled = gt >= 0
@@ -122,17 +120,13 @@ def calibrate_query_rule(
                 off[:, c] += (i, u)
                 query = node_default_query(cls, vocabulary=True)
                 for g, (exclude, alias) in enumerate(grid):
-                    segmenter.config = replace(saved, query_rule=QueryRule(exclude, alias, 0.0))
-                    parts = segmenter.decision_parts(processed, query)
+                    # margin 0 here: the margins are tried on the same parts below
+                    parts = segmenter.decision_parts(processed, query, rule=QueryRule(exclude, alias, 0.0))
                     for m, margin in enumerate(margins):
                         i, u = counts(parts.decide(query.threshold, extra_margin=margin).semantic, truth)
                         inter[g, m, c] += i
                         union[g, m, c] += u
-                segmenter.config = saved
             bar.update(1)
-    finally:
-        segmenter.config = saved
-        bar.close()
     iou = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)  # (G, M, C)
     mean = iou.mean(axis=2)
     table = [{"exclude": e, "alias": a, "margin": m, "miou": round(100.0 * float(mean[g, k]), 2)}

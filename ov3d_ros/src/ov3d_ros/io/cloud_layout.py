@@ -1,20 +1,24 @@
-"""Check a PointCloud2's layout before any byte of it is trusted.
+"""Check a PointCloud2 before any byte of it is trusted: the first step of decoding.
 
-:func:`describe_cloud` reads the header fields of any duck-typed PointCloud2 (rclpy, rosbags or the
+:func:`describe_cloud` reads the layout fields of any duck-typed PointCloud2 (rclpy, rosbags or the
 plain dataclasses), checks them against each other and against ``data``, and returns a
-:class:`CloudLayout` the decoder works from. Every problem raises :class:`CloudFormatError` with
-the numbers a producer needs to fix its message.
+:class:`CloudLayout` -- the checked numbers and the bytes -- that the next step
+(:mod:`.cloud_views`) works from without touching the message's header again.
+:func:`read_header` checks the frame and stamp. Every problem raises :class:`CloudFormatError`
+with the numbers a producer needs to fix its message.
 """
 from __future__ import annotations
 
 import array
 import operator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import numpy as np
 
 from .errors import CloudFormatError
+from .messages import stamp_to_ns
 
 # sensor_msgs/msg/PointField datatype -> (name, numpy type code without byte order)
 DATATYPES: dict[int, tuple[str, str]] = {
@@ -62,7 +66,7 @@ class FieldLayout:
 
 @dataclass(frozen=True)
 class CloudLayout:
-    """The checked geometry of a PointCloud2 message."""
+    """The checked geometry of a PointCloud2 message, and its bytes."""
 
     height: int
     width: int
@@ -70,6 +74,8 @@ class CloudLayout:
     row_step: int
     is_bigendian: bool
     fields: tuple[FieldLayout, ...]
+    # read once here, where its length is checked, so that viewing the fields need not read it again
+    data: np.ndarray = dataclass_field(repr=False, compare=False)  # 1-D read-only uint8 view of ``data``
 
     @property
     def num_points(self) -> int:
@@ -206,9 +212,10 @@ def describe_cloud(msg: Any, *, require_xyz: bool = True) -> CloudLayout:
             raise CloudFormatError(f"field name '{f.name}' appears twice; field names must be unique")
         seen.add(f.name)
 
-    layout = CloudLayout(height, width, point_step, row_step, is_bigendian, fields)
+    layout = CloudLayout(height, width, point_step, row_step, is_bigendian, fields,
+                         as_byte_buffer(message_attr(msg, "data")))  # fmt: skip
     num_points = layout.num_points
-    data_len = len(as_byte_buffer(message_attr(msg, "data")))
+    data_len = len(layout.data)
     geometry = f"(height={height}, width={width}, point_step={point_step}, row_step={row_step})"
 
     if num_points > 0:
@@ -239,3 +246,16 @@ def describe_cloud(msg: Any, *, require_xyz: bool = True) -> CloudLayout:
         if f is not None and f.count != 1:
             raise CloudFormatError(f"field {f.describe()} must be a scalar (count 1)")
     return layout
+
+
+def read_header(msg: Any) -> tuple[str, int]:
+    """``(frame_id, stamp in ns)`` of a PointCloud2; CloudFormatError if either is malformed."""
+    header = message_attr(msg, "header")
+    frame_id = message_attr(header, "frame_id")
+    if not isinstance(frame_id, str):
+        raise CloudFormatError(f"header.frame_id must be a string, got {frame_id!r}")
+    try:
+        stamp_ns = stamp_to_ns(message_attr(header, "stamp"))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CloudFormatError(f"header.stamp must hold integer sec and nanosec: {exc}") from exc
+    return frame_id, stamp_ns

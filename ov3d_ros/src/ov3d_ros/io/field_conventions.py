@@ -1,5 +1,8 @@
 """PCL / ROS point-field names -> :class:`Scan`, shared by PointCloud2 and PCD decoding.
 
+For a PointCloud2 this is the last step, after :mod:`.cloud_layout` (check) and
+:mod:`.cloud_views` (view the fields); it takes arrays, not messages.
+
 Conventions (PCL's field names, which PointCloud2 and PCD share):
 
 * ``x``, ``y``, ``z``: any numeric type, returned as float32 points.

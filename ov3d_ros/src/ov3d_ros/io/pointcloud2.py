@@ -1,157 +1,75 @@
 """sensor_msgs/msg/PointCloud2 <-> numpy and :class:`Scan`, for any message family.
 
-Decoding builds a numpy structured view over the message bytes from its PointFields (one view
-per field, ``itemsize = point_step`` so padding is skipped, ``'>'`` for big-endian, ``count > 1``
-as a sub-array) and copies each wanted field out once: no Python loop over points. Messages are
-duck-typed: rclpy's classes, rosbags' typestore classes and :mod:`ov3d_ros.io.messages`'
-dataclasses all work, with ``data`` as bytes, bytearray, ``array.array('B')``, memoryview or a
-uint8 numpy array.
+Decoding (:func:`cloud_to_scan`, :func:`read_fields`) is three steps, each in its own module and
+called in this order from here, none calling back:
 
-Where ``sensor_msgs_py`` is importable (a system ROS 2), reading an rclpy message goes through
-``sensor_msgs_py.point_cloud2.read_points``; elsewhere, and for layouts it cannot read safely
-(big-endian: it byte-swaps the caller's buffer in place; row padding: it ignores ``row_step``),
-the vectorised path here is used. Both give identical arrays (``test/io/test_pointcloud2_backends.py``).
+1. :mod:`.cloud_layout`: check the message's numbers against each other and against ``data``
+   (and, for a Scan, its header); a message that cannot be trusted raises
+   :class:`CloudFormatError` (see :func:`~.cloud_layout.describe_cloud` for what is checked);
+2. :mod:`.cloud_views`: view each field over the bytes, vectorised (numpy, or
+   ``sensor_msgs_py.point_cloud2.read_points`` where a system ROS 2 has it and it reads the message
+   safely; both give identical arrays);
+3. :mod:`.field_conventions`: PCL's field names -> a :class:`Scan` (x/y/z, packed rgb/rgba,
+   normal_x/y/z, ``label`` = semantic << 16 | instance, ``features`` (FLOAT32, count D)); points
+   with a non-finite coordinate are dropped there, their indices kept in ``meta["valid_index"]``.
 
-Field names follow PCL (see :mod:`ov3d_ros.io.field_conventions`): x/y/z, packed rgb/rgba,
-normal_x/y/z, ``label`` = semantic << 16 | instance, ``features`` (FLOAT32, count D).
-
-Errors: a message that cannot be trusted raises :class:`CloudFormatError` (see
-:func:`ov3d_ros.io.cloud_layout.describe_cloud` for what is checked). An empty cloud
-(``width * height == 0``) is not an error: it decodes to zero points unless ``allow_empty=False``.
+Messages are duck-typed: rclpy's classes, rosbags' typestore classes and
+:mod:`ov3d_ros.io.messages`' dataclasses all work, with ``data`` as bytes, bytearray,
+``array.array('B')``, memoryview or a uint8 numpy array. An empty cloud (``width * height == 0``)
+is not an error: it decodes to zero points unless ``allow_empty=False``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from .cloud_layout import (
-    FLOAT32,
-    UINT32,
-    CloudLayout,
-    FieldLayout,
-    as_byte_buffer,
-    describe_cloud,
-    message_attr,
-)
+from .cloud_layout import FLOAT32, UINT32, CloudLayout, FieldLayout, describe_cloud, read_header
+from .cloud_views import Backend, field_views, sensor_msgs_py_available
 from .errors import CloudFormatError
 from .field_conventions import NORMALS, XYZ, fields_to_scan, native_copy, pack_rgb, unpack_rgb
-from .messages import MessageTypes, default_message_types, make_header, stamp_to_ns
+from .messages import MessageTypes, default_message_types, make_header
 from .scan import INSTANCE_MASK, Scan, pack_label
 
-Backend = Literal["auto", "numpy", "sensor_msgs_py"]
 
-
-# --- validation --------------------------------------------------------------------------------
+# --- decoding ----------------------------------------------------------------------------------
 def validate_cloud(msg: Any, *, require_xyz: bool = True) -> None:
     """Raise :class:`CloudFormatError` unless ``msg`` is a PointCloud2 whose bytes can be trusted."""
     describe_cloud(msg, require_xyz=require_xyz)
 
 
-# --- backends ----------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _sensor_msgs_py() -> Any | None:
-    try:
-        from sensor_msgs_py import point_cloud2
-    except ImportError:
-        return None
-    return point_cloud2
+def cloud_to_scan(
+    msg: Any,
+    skip_nans: bool = True,
+    *,
+    allow_empty: bool = True,
+    backend: Backend = "auto",
+) -> Scan:
+    """Decode a PointCloud2 into a :class:`Scan` (see the module doc for the steps and field names).
 
-
-def sensor_msgs_py_available() -> bool:
-    return _sensor_msgs_py() is not None
-
-
-def _sensor_msgs_py_refusal(msg: Any, layout: CloudLayout) -> str | None:
-    """Why sensor_msgs_py must not read ``msg`` (None if it may)."""
-    module = _sensor_msgs_py()
-    if module is None:
-        return "sensor_msgs_py is not importable"
-    if not isinstance(msg, module.PointCloud2):
-        return f"sensor_msgs_py only reads sensor_msgs.msg.PointCloud2, not {type(msg).__name__}"
-    if layout.is_bigendian:
-        return "sensor_msgs_py byte-swaps big-endian data in place (it would modify the message)"
-    if layout.has_row_padding:
-        return "sensor_msgs_py ignores row_step, so rows with padding would be misread"
-    expanded = [
-        f"{f.name}_{i}" if f.count > 1 else f.name for f in layout.fields for i in range(f.count)
-    ]
-    if len(set(expanded)) != len(expanded):
-        return "sensor_msgs_py's names for count>1 sub-fields collide with other field names"
-    return None
-
-
-def _numpy_field_views(buf: np.ndarray, layout: CloudLayout, names: list[str]) -> dict[str, np.ndarray]:
-    """Strided views of ``names`` over the message bytes, in the message's byte order."""
-    n = layout.num_points
-    if layout.has_row_padding:
-        # Rows carry trailing bytes: keep the first width*point_step bytes of each (one copy).
-        usable = layout.width * layout.point_step
-        buf = np.ascontiguousarray(buf.reshape(layout.height, layout.row_step)[:, :usable]).reshape(-1)
-    views: dict[str, np.ndarray] = {}
-    for name in names:
-        f = layout.field(name)
-        assert f is not None
-        fmt = layout.byte_order + f.type_code
-        if n == 0:
-            shape = (0,) if f.count == 1 else (0, f.count)
-            views[name] = np.empty(shape, dtype=fmt)
-            continue
-        # One single-field dtype per field: overlapping fields (unions) stay legal.
-        dtype = np.dtype(
-            {
-                "names": [name],
-                "formats": [fmt if f.count == 1 else (fmt, (f.count,))],
-                "offsets": [f.offset],
-                "itemsize": layout.point_step,
-            }
-        )
-        views[name] = np.frombuffer(buf, dtype=dtype, count=n)[name]
-    return views
-
-
-def _sensor_msgs_py_field_views(msg: Any, layout: CloudLayout, names: list[str]) -> dict[str, np.ndarray]:
-    points = _sensor_msgs_py().read_points(msg, skip_nans=False)
-    views: dict[str, np.ndarray] = {}
-    for name in names:
-        f = layout.field(name)
-        assert f is not None
-        if f.count == 1:
-            views[name] = points[name]
-        else:  # sensor_msgs_py splits count>1 fields into name_0 .. name_{count-1}
-            views[name] = np.stack([points[f"{name}_{i}"] for i in range(f.count)], axis=-1)
-    return views
-
-
-def field_views(
-    msg: Any, layout: CloudLayout, names: list[str], backend: Backend = "auto"
-) -> dict[str, np.ndarray]:
-    """Per-field arrays (N,) or (N, count) of a validated message, possibly non-native byte order.
-
-    ``backend``: ``"numpy"`` (always available), ``"sensor_msgs_py"`` (raises CloudFormatError
-    where it cannot be used, saying why) or ``"auto"`` (sensor_msgs_py where it can, else numpy).
+    ``skip_nans``: drop points whose x, y or z is not finite; ``meta["valid_index"]`` then maps
+    each kept point to its index in the message (row-major for organised clouds), so per-pixel
+    data stays aligned. Organised clouds (height > 1) keep ``meta["organized_shape"] = (h, w)``.
+    ``allow_empty=False`` turns a cloud without points into a CloudFormatError.
     """
-    if backend not in ("auto", "numpy", "sensor_msgs_py"):
-        raise ValueError(f"backend must be 'auto', 'numpy' or 'sensor_msgs_py', got {backend!r}")
-    if backend != "numpy" and layout.num_points > 0:
-        refusal = _sensor_msgs_py_refusal(msg, layout)
-        if refusal is None:
-            return _sensor_msgs_py_field_views(msg, layout, names)
-        if backend == "sensor_msgs_py":
-            raise CloudFormatError(f"cannot use backend 'sensor_msgs_py': {refusal}")
-    return _numpy_field_views(as_byte_buffer(message_attr(msg, "data")), layout, names)
+    layout = describe_cloud(msg, require_xyz=True)  # 1. check
+    frame_id, stamp_ns = read_header(msg)
+    n = layout.num_points
+    if n == 0 and not allow_empty:
+        raise CloudFormatError(
+            f"cloud has no points (height={layout.height}, width={layout.width}); nothing to segment"
+        )
+    shape = (layout.height, layout.width)
+    if n == 0:
+        empty = {axis: np.zeros(0, np.float32) for axis in XYZ}
+        return fields_to_scan(empty, frame_id=frame_id, stamp_ns=stamp_ns, organized_shape=shape)
+    views = field_views(msg, layout, layout.names(), backend)  # 2. view
+    return fields_to_scan(  # 3. build
+        views, frame_id=frame_id, stamp_ns=stamp_ns, organized_shape=shape, skip_nans=skip_nans
+    )
 
 
-def _finite_xyz(views: dict[str, np.ndarray]) -> np.ndarray:
-    mask = np.isfinite(views["x"])
-    mask &= np.isfinite(views["y"])
-    mask &= np.isfinite(views["z"])
-    return mask
-
-
-# --- decoding ----------------------------------------------------------------------------------
 def read_fields(
     msg: Any,
     names: list[str] | tuple[str, ...] | None = None,
@@ -165,7 +83,7 @@ def read_fields(
     ``skip_nans``: drop points whose x, y or z is NaN or +-Inf (the cloud must have x, y, z).
     Points of an organised cloud come row-major (index = row * width + column).
     """
-    layout = describe_cloud(msg, require_xyz=skip_nans)
+    layout = describe_cloud(msg, require_xyz=skip_nans)  # 1. check
     wanted = layout.names() if names is None else list(names)
     missing = [n for n in wanted if layout.field(n) is None]
     if missing:
@@ -174,54 +92,18 @@ def read_fields(
         )
     check_nans = skip_nans and layout.num_points > 0  # an empty cloud may lack x, y, z
     lookup = list(dict.fromkeys(wanted + (list(XYZ) if check_nans else [])))
-    views = field_views(msg, layout, lookup, backend)
-    keep = _finite_xyz(views) if check_nans else None
+    views = field_views(msg, layout, lookup, backend)  # 2. view
+    keep = _finite_xyz(views) if check_nans else None  # 3. copy out the wanted fields, finite rows only
     if keep is not None and keep.all():
         keep = None
     return {name: native_copy(views[name] if keep is None else views[name][keep]) for name in wanted}
 
 
-def _header(msg: Any) -> tuple[str, int]:
-    header = message_attr(msg, "header")
-    frame_id = message_attr(header, "frame_id")
-    if not isinstance(frame_id, str):
-        raise CloudFormatError(f"header.frame_id must be a string, got {frame_id!r}")
-    try:
-        stamp_ns = stamp_to_ns(message_attr(header, "stamp"))
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise CloudFormatError(f"header.stamp must hold integer sec and nanosec: {exc}") from exc
-    return frame_id, stamp_ns
-
-
-def cloud_to_scan(
-    msg: Any,
-    skip_nans: bool = True,
-    *,
-    allow_empty: bool = True,
-    backend: Backend = "auto",
-) -> Scan:
-    """Decode a PointCloud2 into a :class:`Scan` (see the module doc for the field conventions).
-
-    ``skip_nans``: drop points whose x, y or z is not finite; ``meta["valid_index"]`` then maps
-    each kept point to its index in the message (row-major for organised clouds), so per-pixel
-    data stays aligned. Organised clouds (height > 1) keep ``meta["organized_shape"] = (h, w)``.
-    ``allow_empty=False`` turns a cloud without points into a CloudFormatError.
-    """
-    layout = describe_cloud(msg, require_xyz=True)
-    frame_id, stamp_ns = _header(msg)
-    n = layout.num_points
-    if n == 0 and not allow_empty:
-        raise CloudFormatError(
-            f"cloud has no points (height={layout.height}, width={layout.width}); nothing to segment"
-        )
-    shape = (layout.height, layout.width)
-    if n == 0:
-        empty = {axis: np.zeros(0, np.float32) for axis in XYZ}
-        return fields_to_scan(empty, frame_id=frame_id, stamp_ns=stamp_ns, organized_shape=shape)
-    views = field_views(msg, layout, layout.names(), backend)
-    return fields_to_scan(
-        views, frame_id=frame_id, stamp_ns=stamp_ns, organized_shape=shape, skip_nans=skip_nans
-    )
+def _finite_xyz(views: dict[str, np.ndarray]) -> np.ndarray:
+    mask = np.isfinite(views["x"])
+    mask &= np.isfinite(views["y"])
+    mask &= np.isfinite(views["z"])
+    return mask
 
 
 # --- encoding ----------------------------------------------------------------------------------

@@ -218,7 +218,7 @@ def test_text_space_check(saved):
 
 def test_calibrated_ggp_is_recorded_without_touching_the_weights_and_used_by_default(saved):
     from ov3d_ros.core.checkpoint import record_ggp
-    from ov3d_ros.core.pooling import GGPConfig
+    from ov3d_ros.core.ggp import GGPConfig
     from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 
     model, directory = saved

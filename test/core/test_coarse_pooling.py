@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from ov3d_ros.core.coarse_pooling import CoarseGeometry, CoarseToFineGraph, coarse_geometry
-from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
+from ov3d_ros.core.geometry import geometric_embedding
+from ov3d_ros.core.ggp import (
+    CoarseGeometry,
+    CoarseToFineGraph,
+    GGPConfig,
+    Pooler,
+    PoolingGraph,
+    build_pooling_graph,
+    coarse_geometry,
+)
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 from ov3d_ros.core.voxel import voxelize
 from ov3d_ros.io.scan import Scan
@@ -80,6 +88,7 @@ def test_coarse_to_fine_pooling_is_the_formula_on_a_real_scan(corner, weights):
     config = GGPConfig(k=16, tau=0.1, iterations=0, weights=weights, coarsen=3)
     graph = build_pooling_graph(centers, embedding, config, cell_size=VOXEL)
     assert isinstance(graph, CoarseToFineGraph) and graph.num_voxels == len(centers)
+    assert isinstance(graph, Pooler) and isinstance(graph.coarse, PoolingGraph) and isinstance(graph.coarse, Pooler)
     assert graph.num_cells < len(centers) / 3  # surfaces: far fewer cells than voxels
     reference = _dense_reference(centers, embedding, 16, 3, 0.1, weights, 5, values)
     pooled = graph.pool(torch.from_numpy(values).float(), 5).numpy()

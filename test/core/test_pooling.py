@@ -1,4 +1,4 @@
-"""Geometry-guided pooling: equal to the plain reference, order-invariant, and it does its job.
+"""Geometry-guided pooling: equal to GeoPurify's formulation, order-invariant, and it does its job.
 
 "Does its job" is tested on real scans with an affinity embedding made from the data alone
 (``geometric_embedding``: sign-free normal products, colour, height), standing in for the
@@ -13,16 +13,16 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from ov3d_ros.core.neighbors import knn_voxels
-from ov3d_ros.core.pooling import (
+from ov3d_ros.bench.ggp_reference import reference_ggp, reference_knn
+from ov3d_ros.core.geometry import geometric_embedding
+from ov3d_ros.core.ggp import (
     GGPConfig,
     affinity_weights,
     build_pooling_graph,
     distance_weights,
-    geometric_embedding,
     geometry_guided_pooling,
-    reference_ggp,
 )
+from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.voxel import voxelize
 from ov3d_ros.io.files import load_scan
 
@@ -51,12 +51,37 @@ def test_fast_ggp_equals_the_plain_reference_on_a_real_scan(room, weights):
     features = np.random.default_rng(0).normal(size=(v.num_voxels, 24)).astype(np.float32)
     config = GGPConfig(k=16, tau=0.05, iterations=10, weights=weights)
     graph = build_pooling_graph(v.centers, embedding, config)
-    reference = reference_ggp(features, embedding.numpy(), v.centers, config.k, config.tau, config.iterations, weights=weights)
+    reference = reference_ggp(features, embedding.numpy(), v.centers, config.k, config.tau, config.iterations,
+                              include_self=True, weights=weights, exact_distances=True).pooled.numpy()  # fmt: skip
     for method in ("auto", "scipy", "csr", "gather"):
         fast = graph.pool(torch.from_numpy(features), config.iterations, method=method).numpy()
         assert np.abs(fast - reference).max() < 1e-4, method
     direct = geometry_guided_pooling(torch.from_numpy(features), graph.neighbors, graph.weights, config.iterations)
     assert np.abs(direct.numpy() - reference).max() < 1e-4
+
+
+def test_paper_setting_is_geopurifys_code_and_the_fast_path_computes_it(room):
+    """GGPConfig.paper() runs what GeoPurify's released code runs: 96 neighbours without the voxel
+    itself, softmax(cos / 0.05), 19 products. The fast path equals the reference at that setting,
+    and the reference's own float32 brute-force search finds neighbours as near as the k-d tree."""
+    paper = GGPConfig.paper()
+    assert (paper.k, paper.tau, paper.iterations, paper.include_self, paper.coarsen) == (96, 0.05, 19, False, 1)
+    xyz, rgb, _ = _corner(*room)
+    v = voxelize(xyz, 0.05, colors=rgb)  # ~1.5k voxels: 96 neighbours reach across the corner
+    embedding = geometric_embedding(v.centers, v.colors)
+    features = np.random.default_rng(3).normal(size=(v.num_voxels, 12)).astype(np.float32)
+    graph = build_pooling_graph(v.centers, embedding, paper)
+    assert graph.neighbors.shape == (v.num_voxels, 96)
+    assert not (graph.neighbors == torch.arange(v.num_voxels)[:, None]).any()  # the voxel is not its own neighbour
+    reference = reference_ggp(features, embedding.numpy(), v.centers, paper.k, paper.tau, paper.iterations,
+                              include_self=paper.include_self, exact_distances=True)  # fmt: skip
+    fast = graph.pool(torch.from_numpy(features), paper.iterations)
+    np.testing.assert_allclose(fast.numpy(), reference.pooled.numpy(), atol=1e-4)
+    geopurify = reference_knn(v.centers, paper.k, include_self=False)  # the matrix-product search, as timed
+    tree = knn_voxels(v.centers, paper.k, include_self=False)
+    assert not (geopurify.indices == torch.arange(v.num_voxels)[:, None]).any()
+    # float32 x^2 + y^2 - 2xy rounds distances by up to ~1e-7 |x|^2 / d: well below a millimetre here
+    np.testing.assert_allclose(np.sort(geopurify.distances.numpy(), axis=1), np.sort(tree.distances, axis=1), atol=1e-3)
 
 
 def test_pool_stages_continue_from_the_last_stage_and_match_pooling_from_scratch(room):
@@ -92,7 +117,7 @@ def test_ggp_is_invariant_to_point_order(room):
 
 
 def test_logit_path_gives_the_feature_path_labels(room):
-    """Pool Q logits instead of D features: identical labels (see pooling's module doc)."""
+    """Pool Q logits instead of D features: identical labels (see the ov3d_ros.core.ggp package doc)."""
     xyz, rgb, _ = _corner(*room)
     v = voxelize(xyz, 0.02, colors=rgb)
     rng = np.random.default_rng(4)
@@ -212,11 +237,17 @@ def test_distance_weights_fall_off_with_distance():
 
 
 def test_config_defaults_validation_and_edge_cases():
-    assert GGPConfig.paper() == GGPConfig(k=96, tau=0.05, iterations=18)
+    assert GGPConfig.paper() == GGPConfig(k=96, tau=0.05, iterations=19, include_self=False)
     assert GGPConfig.paper(iterations=4).iterations == 4
-    for bad in ({"k": 0}, {"tau": 0.0}, {"iterations": -1}, {"weights": "learned"}):
+    for bad in ({"k": 0}, {"tau": 0.0}, {"iterations": -1}, {"weights": "learned"}, {"include_self": False, "coarsen": 2}):
         with pytest.raises(ValueError):
             GGPConfig(**bad)
+    with pytest.raises(TypeError):
+        GGPConfig(include_self="no")
+    # a record names include_self only when the voxel is left out: older records read unchanged
+    assert "include_self" not in GGPConfig().record()
+    assert GGPConfig.paper().record()["include_self"] is False
+    assert GGPConfig.from_record(GGPConfig.paper().record()) == GGPConfig.paper()
     centers = np.random.default_rng(0).random((5, 3)).astype(np.float32)  # fewer voxels than k
     graph = build_pooling_graph(centers, torch.ones(5, 8), GGPConfig(k=24))  # equal affinities
     assert graph.neighbors.shape == (5, 5)
@@ -231,11 +262,21 @@ def test_config_defaults_validation_and_edge_cases():
 
 
 def test_ggp_benchmark_runs_and_checks_its_outputs(scannet_npz):
-    """The benchmark's own correctness checks on a small V (its timings are not asserted)."""
-    from ov3d_ros.bench.ggp_bench import run
+    """The benchmark's own correctness checks on a small V (its timings are not asserted), at the
+    packaged model's GGP setting (cells) and at GeoPurify's."""
+    from ov3d_ros.bench.ggp_bench import run, shipped_config
 
-    result = run(scannet_npz, num_points=5000, num_voxels=3000, repeats=1, reference_iterations=3)
+    shipped = shipped_config()
+    result = run(scannet_npz, num_points=5000, num_voxels=3000, repeats=1)
     assert result["num_voxels"] == 3000 and result["num_points"] == 5000
+    assert result["setting_shipped"] == shipped.record() and result["setting_paper"] == GGPConfig.paper().record()
     assert result["reference_outputs_equal"] and result["reference_max_abs_diff"] < 1e-4
+    for setting in ("paper", "shipped"):
+        assert result[f"reference_{setting}_max_abs_diff"] < 1e-4
+        assert result[f"reference_{setting}_knn_max_distance_diff"] < 1e-3
+    assert result["reference_feature_channels"] == 512 + 6
     assert result["logit_vs_feature_labels_equal"] == 1.0 and result["logit_vs_feature_max_abs_diff"] < 1e-4
-    assert all(result[key] > 0 for key in ("knn_s", "weights_s", "pool_logits_s", "ggp_total_s", "ggp_speedup_vs_reference"))
+    timings = ("knn_s", "weights_s", "pool_logits_s", "ggp_total_s", "ggp_total_paper_s", "reference_paper_s",
+               "optimised_paper_s", "reference_shipped_s", "optimised_shipped_s")  # fmt: skip
+    assert all(result[key] > 0 for key in timings)
+    assert result["ggp_speedup_vs_reference_paper"] > 0 and result["ggp_speedup_vs_reference_shipped"] > 0

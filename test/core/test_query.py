@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
+from ov3d_ros.core.geometry import geometric_embedding
+from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph
 from ov3d_ros.core.query import (
     CANONICAL_NEGATIVES,
     DenseSemantic,

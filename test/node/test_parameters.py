@@ -40,8 +40,8 @@ def test_table_covers_the_issue_and_dynamic_ones_are_the_query_knobs():
 
 
 def test_defaults_are_valid_and_match_the_core():
+    from ov3d_ros.core.ggp import GGPConfig
     from ov3d_ros.core.objects import DEFAULT_MIN_POINTS
-    from ov3d_ros.core.pooling import GGPConfig
 
     settings = NodeSettings.from_values({})
     # GGP: "the model's calibrated setting" markers, resolved by ggp_setting (test_segment_node)

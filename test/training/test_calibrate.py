@@ -9,7 +9,7 @@ import pytest
 
 from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, read_metadata, record_ggp, save_checkpoint
 from ov3d_ros.core.network import StudentConfig, StudentNet
-from ov3d_ros.core.pooling import GGPConfig
+from ov3d_ros.core.ggp import GGPConfig
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 from ov3d_ros.eval.scannet20 import CLASS_NAMES
 from ov3d_ros.io.bags import write_bag

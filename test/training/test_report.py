@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ov3d_ros.core.pooling import GGPConfig
+from ov3d_ros.core.ggp import GGPConfig
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.eval.scannet20 import CLASS_NAMES

@@ -65,7 +65,7 @@ def calibration_json(record: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from ov3d_ros.core.checkpoint import CheckpointError, record_ggp
-    from ov3d_ros.core.pooling import GGPConfig
+    from ov3d_ros.core.ggp import GGPConfig
     from ov3d_ros.core.segmenter import DEFAULT_CHECKPOINT, Segmenter, SegmenterConfig
     from ov3d_ros.eval.scannet20 import CLASS_NAMES
 

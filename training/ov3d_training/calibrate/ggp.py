@@ -14,7 +14,7 @@ cosine argmax); per GGP variant and setting, one confusion matrix over all rooms
 mIoU, as ScanNet's benchmark). k stays at the segmenter's (a latency choice, not a quality one);
 tau is searched for the variants whose weights are a softmax of cosines, T and the pooling cell
 (``coarsen``: 1 = plain GGP, f > 1 = coarse-to-fine GGP on cells f voxels wide, see
-``ov3d_ros.core.coarse_pooling``) for all. Each
+``ov3d_ros.core.ggp.cell_graph``) for all. Each
 variant gets its own best setting, so the plain-geometry baselines are calibrated as fairly as
 the learned affinities. Ties go to fewer passes (cheaper), then to the smaller tau. The largest T
 of the grid (48) is the pass budget, not a plateau: on rooms at training density the learned
@@ -41,8 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ov3d_ros.core.coarse_pooling import pooling_geometry
-from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
+from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph, pooling_geometry
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.core.voxel import voxelize
 from ov3d_ros.eval.metrics import confusion_matrix, metrics_from_confusion

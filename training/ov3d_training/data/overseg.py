@@ -34,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ov3d_ros.core.neighbors import KNN
-from ov3d_ros.core.pooling import estimate_normals as pca_normals
+from ov3d_ros.core.geometry import estimate_normals as pca_normals
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ov3d_ros.core.features import DEFAULT_FEATURES, feature_set
 from ov3d_ros.core.network import AFFINITY_DIM, StudentConfig, UNetConfig
-from ov3d_ros.core.pooling import GGPConfig
+from ov3d_ros.core.ggp import GGPConfig
 
 from ..data.augment import AugmentConfig
 from ..trainer.config import OptimConfig, TrainerConfig, from_dict, load_yaml

@@ -15,7 +15,7 @@ protocol: class names as queries, cosine argmax) of the student's semantic head
 
 plus ``teacher_miou``, the teacher's own VL features without pooling (a reference, constant).
 GGP runs on the (V, 20) logits of unit features, exactly as the Segmenter does (see
-``ov3d_ros.core.pooling`` for why labels equal the feature path's).
+``ov3d_ros.core.ggp`` for why labels equal the feature path's).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ov3d_ros.core.features import input_features
 from ov3d_ros.core.neighbors import knn_voxels
-from ov3d_ros.core.pooling import build_pooling_graph
+from ov3d_ros.core.ggp import build_pooling_graph
 from ov3d_ros.core.voxel import voxelize
 from ov3d_ros.eval.metrics import evaluate
 from ov3d_ros.eval.scannet20 import CLASS_NAMES, nyu40_to_class_index

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ov3d_ros.core.neighbors import knn_voxels
-from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph
+from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.io.scan import Scan
 

@@ -16,7 +16,7 @@ Variants (the student's semantic head in all but the first):
   best centering without pooling, ``ov3d_ros.core.query``'s "Centering");
 * ``ggp_uniform`` / ``ggp_distance``: GGP on plain geometric weights (1/k; softmax of -d^2/sigma^2);
 * ``ggp_geometric``: GGP on the hand-made data-only embedding (normals, colour, height;
-  ``ov3d_ros.core.pooling.geometric_embedding``) with the affinity softmax -- plain geometry
+  ``ov3d_ros.core.geometry.geometric_embedding``) with the affinity softmax -- plain geometry
   with the paper's weighting;
 * ``ggp_learned``: GGP on the student's learned affinity embeddings (what the node runs).
 
@@ -39,8 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ov3d_ros.core.coarse_pooling import pooling_geometry
-from ov3d_ros.core.pooling import GGPConfig, build_pooling_graph, geometric_embedding
+from ov3d_ros.core.geometry import geometric_embedding
+from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph, pooling_geometry
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.eval.metrics import confusion_matrix, evaluate, restrict_classes
 from ov3d_ros.eval.scannet20 import CLASS_NAMES, FOREGROUND_EXCLUDED, nyu40_to_class_index

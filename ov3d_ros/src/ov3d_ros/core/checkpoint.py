@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from .features import DEFAULT_FEATURES, feature_set
+from .ggp import GGPConfig
 from .network import StudentConfig, StudentNet
 from .provenance import file_sha256, git_commit
 from .text import TextEncoder
@@ -93,7 +94,7 @@ class CheckpointMetadata:
     # "calibration"}; ``ov3d-train calibrate-query``); None = QueryRule's defaults apply
     query: dict[str, Any] | None = None
 
-    def ggp_config(self):
+    def ggp_config(self) -> GGPConfig | None:
         """The calibrated :class:`GGPConfig`, or None when the checkpoint records none."""
         return _ggp_config_of(self.ggp) if self.ggp else None
 
@@ -164,9 +165,7 @@ def _query_or_none(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
-def _ggp_config_of(record: dict[str, Any]):
-    from .pooling import GGPConfig
-
+def _ggp_config_of(record: dict[str, Any]) -> GGPConfig:
     return GGPConfig.from_record(record)
 
 

@@ -35,7 +35,7 @@ group (its distances are the same; which tied voxel fills the last places may di
 Results are ``KNN(indices, distances)``: (V, k) int64 and float32, nearest first, in the
 input's array type (numpy in -> numpy out, torch in -> torch on the same device out).
 ``include_self=True`` puts each voxel first in its own list (GGP's weights then include the
-voxel itself, as in the paper). When fewer than k other points exist, k is clamped: the result
+voxel itself, the library's default; GeoPurify's code leaves it out, see ``GGPConfig.include_self``). When fewer than k other points exist, k is clamped: the result
 has ``min(k, V)`` columns (``min(k, V - 1)`` without self) -- tiny clouds never raise.
 """
 from __future__ import annotations

@@ -327,7 +327,7 @@ class PooledLowRank:
         return PooledLowRank(self.basis[index], self.scale[index], self.weight, self.bias)
 
     def features(self) -> torch.Tensor:
-        """(V, D) float32 pooled features (not re-normalised, see core.pooling)."""
+        """(V, D) float32 pooled features (not re-normalised, see core.ggp)."""
         return torch.addmm(self.scale[:, None] * self.bias[None, :], self.basis, self.weight.T)
 
 

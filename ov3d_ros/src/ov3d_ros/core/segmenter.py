@@ -45,12 +45,11 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, CheckpointMetadata, check_text_space, load_checkpoint
-from .coarse_pooling import pooling_geometry
 from .features import input_features
-from .neighbors import KNN, grid_neighbors
+from .ggp import Geometry, GGPConfig, Pooler, build_pooling_graph, pooling_geometry
+from .neighbors import grid_neighbors
 from .network import StudentNet, set_conv_algorithm, to_sparse_tensor
 from .objects import extract_objects
-from .pooling import GGPConfig, PoolingGraph, build_pooling_graph
 from .query import (
     DecisionParts,
     DenseSemantic,
@@ -144,7 +143,7 @@ class ProcessedCloud:
     points: np.ndarray  # (N, 3) the input points, for exact object boxes
     semantic: SemanticField  # unit semantic features per voxel (factored when from the student)
     affinity: torch.Tensor  # (V, m) unit affinity embeddings: the head's cosines, compacted (network.compact_embedding)
-    graph: PoolingGraph | None  # GGP operator (None for an empty cloud, or until needed with pooling off)
+    graph: Pooler | None  # GGP operator (None for an empty cloud, or until needed with pooling off)
     pooled: PooledLowRank | None  # the semantic field after GGP, when pooled once per cloud (else None)
     ggp: GGPConfig  # the setting graph, field and centering were made with: its queries pool at its iterations
     feature_source: str  # "student" (semantic head) or "input" (the scan's own features)
@@ -359,10 +358,12 @@ class Segmenter:
         if self._knn_worker is None:
             self._knn_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ov3d-knn")
         # with cells, the cells and their neighbours are geometry too
-        return self._knn_worker.submit(pooling_geometry, voxels.centers, ggp.k, ggp.coarsen, voxels.voxel_size)
+        return self._knn_worker.submit(
+            pooling_geometry, voxels.centers, ggp.k, ggp.coarsen, voxels.voxel_size, include_self=ggp.include_self
+        )
 
     def _build_graph(self, voxels: Voxels, affinity: torch.Tensor, ggp: GGPConfig,
-                     knn: Future | KNN | None = None) -> PoolingGraph:  # fmt: skip
+                     knn: Future | Geometry | None = None) -> Pooler:  # fmt: skip
         if isinstance(knn, Future):
             knn = knn.result()
         with torch.inference_mode():
@@ -371,7 +372,7 @@ class Segmenter:
                 centers, affinity, ggp, knn=knn, cell_size=voxels.voxel_size, device=self.device
             )
 
-    def _graph(self, processed: ProcessedCloud) -> PoolingGraph | None:
+    def _graph(self, processed: ProcessedCloud) -> Pooler | None:
         """The cloud's GGP graph, built now if processing skipped it (pooling was off)."""
         if processed.graph is None and processed.num_voxels:
             processed.graph = self._build_graph(processed.voxels, processed.affinity, processed.ggp)

@@ -10,7 +10,7 @@ also cheaper.
     pooled = P  W_c^T  R  values          (T >= 1; T = 0 is no pooling, as for the plain graph)
 
 * R (restrict): each cell's mean of its voxels' values.
-* W_c: the GGP matrix of the cells (:func:`~ov3d_ros.core.pooling.build_pooling_graph` on the
+* W_c: the GGP matrix of the cells (:func:`~.voxel_graph.build_voxel_graph` on the
   cell centroids; a cell's affinity embedding is the renormalised mean of its voxels' unit
   embeddings).
 * P (prolong): each voxel takes a weighted mean of the pooled values of the m cells nearest its
@@ -20,25 +20,21 @@ also cheaper.
   chair's cells, not the wall's, whatever cell it falls in.
 
 R, W_c and P are row-stochastic and linear: constant fields stay constant and the logit path
-(pool Q logits instead of D features) stays exact, as pooling.py's module doc derives.
+(pool Q logits instead of D features) stays exact, as the package doc derives.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from .neighbors import KNN, knn_voxels
-from .pooling import (  # pooling.py imports this module only inside build_pooling_graph: no cycle
-    PoolingGraph,
-    _as_values,
-    _csr,
-    _scipy_csr,
-    build_pooling_graph,
-    distance_weights,
-    uniform_weights,
-)
+from ..neighbors import KNN, knn_voxels
+from .config import GGPConfig
+from .sparse import check_values, scipy_csr, torch_csr
+from .voxel_graph import PoolingGraph, build_voxel_graph
+from .weights import distance_weights, uniform_weights
 
 PROLONG_CELLS = 8  # m: cells each voxel draws from (its own cell's nearest, itself first)
 _CHUNK = 16384  # voxels per chunk when weighing prolongation candidates (bounds V x m x C memory)
@@ -66,14 +62,6 @@ class CoarseGeometry:
     def to(self, device: torch.device | str) -> "CoarseGeometry":
         return CoarseGeometry(self.cell_of.to(device), self.counts.to(device), self.centers.to(device),
                               KNN(self.knn.indices.to(device), self.knn.distances.to(device)))  # fmt: skip
-
-
-def pooling_geometry(positions: np.ndarray | torch.Tensor, k: int, coarsen: int, voxel_size: float) -> KNN | CoarseGeometry:
-    """What a GGP graph needs of the geometry alone, for ``build_pooling_graph(knn=...)``: the
-    voxels' k nearest voxels (coarsen 1), or the cells and their k nearest cells (coarsen > 1)."""
-    if coarsen > 1:
-        return coarse_geometry(positions, k, coarsen, voxel_size)
-    return knn_voxels(positions, k, include_self=True, cell_size=voxel_size)
 
 
 def coarse_geometry(positions: np.ndarray | torch.Tensor, k: int, factor: int, voxel_size: float) -> CoarseGeometry:
@@ -135,7 +123,7 @@ class CoarseToFineGraph:
         """(Vc, C) -> (V, C): each voxel's weighted mean over its candidate cells."""
         on_cpu = cell_values.device.type == "cpu"  # scipy's product on CPU, as for the plain graph
         if self._prolong is None:
-            build = _scipy_csr if on_cpu else _csr
+            build = scipy_csr if on_cpu else torch_csr
             self._prolong = build(self.prolong_cells, self.prolong_weights, self.num_cells)
         if on_cpu:
             return torch.from_numpy(np.ascontiguousarray(self._prolong @ cell_values.numpy(), dtype=np.float32))
@@ -143,17 +131,17 @@ class CoarseToFineGraph:
 
     def pool(self, values: torch.Tensor, iterations: int, *, method: str = "auto") -> torch.Tensor:
         """T passes on the cells, brought back to the voxels; T = 0 returns the values unpooled."""
-        values = _as_values(values, self.num_voxels, self.cell_of.device)
+        values = check_values(values, self.num_voxels, self.cell_of.device)
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
         if iterations == 0:
             return values.clone()
         return self.prolong(self.coarse.pool(self.restrict(values), iterations, method=method))
 
-    def pool_stages(self, values: torch.Tensor, iterations):
+    def pool_stages(self, values: torch.Tensor, iterations: Iterable[int]) -> Iterator[tuple[int, torch.Tensor]]:
         """(T, values pooled T times) for each T in increasing order; the cells' state carries
         over between stages, so a sweep costs max(T) cell passes."""
-        values = _as_values(values, self.num_voxels, self.cell_of.device)
+        values = check_values(values, self.num_voxels, self.cell_of.device)
         state, done = None, 0
         for t in sorted(set(int(t) for t in iterations)):
             if t < 0:
@@ -169,13 +157,13 @@ class CoarseToFineGraph:
 def build_coarse_to_fine_graph(
     positions: np.ndarray | torch.Tensor,
     embeddings: np.ndarray | torch.Tensor | None,
-    config,
+    config: GGPConfig,
     *,
     voxel_size: float | None,
     geometry: CoarseGeometry | None = None,
     device: torch.device | str | None = None,
 ) -> CoarseToFineGraph:
-    """The coarse-to-fine graph for ``config.coarsen`` > 1 (build_pooling_graph dispatches here)."""
+    """The coarse-to-fine graph for ``config.coarsen`` > 1 (:func:`~.pooler.build_pooling_graph` dispatches here)."""
     if voxel_size is None:
         raise ValueError("coarse-to-fine GGP needs the voxel size (cell_size)")
     pos = torch.as_tensor(np.asarray(positions) if not isinstance(positions, torch.Tensor) else positions).float()
@@ -190,7 +178,7 @@ def build_coarse_to_fine_graph(
         unit = torch.nn.functional.normalize(torch.as_tensor(embeddings, device=pos.device).float(), dim=1)
         cell_unit = torch.zeros((geometry.num_cells, unit.shape[1]), device=pos.device).index_add_(0, geometry.cell_of, unit)
         cell_unit = torch.nn.functional.normalize(cell_unit, dim=1)
-    coarse = build_pooling_graph(
+    coarse = build_voxel_graph(
         geometry.centers, cell_unit, replace(config, coarsen=1), knn=geometry.knn,
         cell_size=voxel_size * config.coarsen, device=pos.device,
     )  # fmt: skip

@@ -1,7 +1,8 @@
-"""ov3d-bench plumbing: the densified scan and the pipeline measures' keys (no timing asserted)."""
+"""ov3d-bench plumbing: the densified scan, the pipeline measures' keys and the GGP part's (no timing asserted)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ov3d_ros.bench import cli as bench_cli
 from ov3d_ros.bench.cli import build_segmenter, densify_to, pipeline_bench
@@ -37,3 +38,34 @@ def test_pipeline_bench_reports_the_contract_keys(scannet_npz, monkeypatch, tmp_
         assert isinstance(out[key], float) and out[key] > 0, key
     assert "process.network" in out["end_to_end_stages_s"] and "text" in out["requery_stages_s"]
     assert out["num_points"] == len(crop)
+
+
+def test_ggp_part_runs_at_the_segmenters_setting_and_reports_both_ratios(scannet_npz, monkeypatch):
+    """ov3d-bench times GGP at the setting its segmenter runs (the packaged model's calibrated one)
+    and copies both ratios against GeoPurify's formulation to the top level (benches stubbed)."""
+    from ov3d_ros.bench.ggp_bench import shipped_config
+
+    calls = {}
+
+    def bench(module, **kwargs):
+        calls[module] = kwargs
+        if module == "ov3d_ros.bench.ggp_bench":
+            ratios = {"ggp_speedup_vs_reference_paper": 12.5, "ggp_speedup_vs_reference_shipped": 31.0}
+            return {**ratios, "reference_outputs_equal": True}
+        return {}
+
+    monkeypatch.setattr(bench_cli, "_optional", bench)
+    monkeypatch.setattr(bench_cli, "pipeline_bench", lambda segmenter, scan, repeats: {})
+    out = bench_cli.run(scannet_npz, device="cpu", repeats=1)
+    assert calls["ov3d_ros.bench.ggp_bench"]["config"] == shipped_config()
+    assert calls["ov3d_ros.bench.ggp_bench"]["reference"] is True
+    assert out["ggp_speedup_vs_reference_paper"] == 12.5 and out["ggp_speedup_vs_reference_shipped"] == 31.0
+    assert out["ggp"]["reference_outputs_equal"] and out["ggp"]["k"] == shipped_config().k
+    assert "ggp_speedup_vs_reference" not in out  # the retired ratio against the float64 dense reference
+
+
+def test_help_names_the_ggp_ratio_keys(capsys):
+    with pytest.raises(SystemExit):
+        bench_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "ggp_speedup_vs_reference_paper" in text and "ggp_speedup_vs_reference_shipped" in text

@@ -19,7 +19,8 @@ Keys (seconds unless named otherwise; each timing is the best of ``repeats``):
 * ``weights_s``: the shipped graph's weights (and cells), given that geometry.
 * ``pool_logits_s`` (Q = 20) and ``pool_features_s`` (D = 384, the student's): the shipped T
   products; ``logit_vs_feature_labels_equal``: fraction of voxels whose argmax label is the
-  same (1.0 expected; see the ``ov3d_ros.core.ggp`` package doc), ``logit_vs_feature_max_abs_diff``.
+  same (1.0 up to exact near-ties that float rounding may flip; see the ``ov3d_ros.core.ggp``
+  package doc), ``logit_vs_feature_max_abs_diff``.
 * ``ggp_total_s`` / ``ggp_total_paper_s``: kNN + weights + logit pooling at each setting: what
   one cloud with one query set costs.
 * Against GeoPurify's formulation (``reference=True``; :mod:`.ggp_reference`): brute-force

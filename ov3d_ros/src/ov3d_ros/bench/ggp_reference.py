@@ -103,7 +103,9 @@ def reference_matrix(neighbors: torch.Tensor, weights: torch.Tensor) -> torch.Te
     """W as GeoPurify builds it: COO, row i repeated k times, columns the neighbours, not coalesced."""
     total, k = neighbors.shape
     rows = torch.arange(total).repeat_interleave(k)
-    return torch.sparse_coo_tensor(torch.stack([rows, neighbors.reshape(-1)]), weights.reshape(-1), (total, total))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: "sparse invariant checks are implicitly disabled"
+        return torch.sparse_coo_tensor(torch.stack([rows, neighbors.reshape(-1)]), weights.reshape(-1), (total, total))
 
 
 def reference_ggp(
@@ -129,10 +131,8 @@ def reference_ggp(
         return ReferenceGGP(feats.clone(), knn)
     matrix = reference_matrix(knn.indices, reference_weights(embeddings, knn, tau, weights))
     pooled = feats
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch: "sparse invariant checks are implicitly disabled"
-        for _ in range(iterations):
-            pooled = torch.sparse.mm(matrix, pooled)
+    for _ in range(iterations):
+        pooled = torch.sparse.mm(matrix, pooled)
     return ReferenceGGP(pooled if iterations else feats.clone(), knn)
 
 

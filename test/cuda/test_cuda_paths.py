@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph
 from ov3d_ros.core.network import set_conv_algorithm
 from ov3d_ros.core.neighbors import knn_voxels
-from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.core.voxel import voxelize

@@ -66,8 +66,11 @@ COLCON = [
     "colcon-package-information==0.4.1",
     "colcon-bash==0.5.0",
 ]
+# The GGP benchmark's reference (GeoPurify's formulation) searches neighbours with faiss, as
+# GeoPurify's code does; without it the benchmark falls back to torch.cdist (slower reference).
+BENCH = ["faiss-cpu==1.15.1"]
 # The tests also exercise training (the ov3d_training distribution, installed beside this one).
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[msgs,rostools,colcon]"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[msgs,rostools,colcon,bench]"]
 # ov3d_msgs sits beside this package in the repository (absent when colcon copies this folder alone).
 MSGS_DIR = "../ov3d_msgs"
 MSGS_SOURCES = (
@@ -136,7 +139,7 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
-    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "rostools": ROS_TOOLS, "colcon": COLCON, "test": TEST},
+    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "rostools": ROS_TOOLS, "colcon": COLCON, "bench": BENCH, "test": TEST},
     cmdclass={"editable_wheel": EditableWheel},
     zip_safe=False,
     tests_require=["pytest"],

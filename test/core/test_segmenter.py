@@ -201,7 +201,7 @@ def test_settings_go_with_the_call_and_never_change_the_segmenter(student, minil
     each call gives what a segmenter built with those settings gives."""
     import dataclasses
 
-    from ov3d_ros.core.pooling import GGPConfig
+    from ov3d_ros.core.ggp import GGPConfig
     from ov3d_ros.core.query import QueryRule
 
     defaults = segmenter.config

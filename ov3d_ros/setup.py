@@ -10,6 +10,7 @@
   share/ov3d_ros into the environment's prefix (editable installs too, see EditableWheel), and
   a .pth file adds that prefix to AMENT_PREFIX_PATH, so ``ros2 launch ov3d_ros ...`` finds them.
 """
+
 import os
 import sysconfig
 from glob import glob
@@ -70,7 +71,9 @@ COLCON = [
 # GeoPurify's code does; without it the benchmark falls back to torch.cdist (slower reference).
 BENCH = ["faiss-cpu==1.15.1"]
 # The tests also exercise training (the ov3d_training distribution, installed beside this one).
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", f"{PACKAGE}[msgs,rostools,colcon,bench]"]
+# ruff (lint, format) over the tree and mypy over core/ and io/: CI runs them with the tests.
+LINT = ["ruff==0.17.6", "mypy==2.4.1"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", *LINT, f"{PACKAGE}[msgs,rostools,colcon,bench]"]
 # ov3d_msgs sits beside this package in the repository (absent when colcon copies this folder alone).
 MSGS_DIR = "../ov3d_msgs"
 MSGS_SOURCES = (
@@ -139,7 +142,14 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
-    extras_require={"standalone": ROS_WHEELS, "msgs": MSGS, "rostools": ROS_TOOLS, "colcon": COLCON, "bench": BENCH, "test": TEST},
+    extras_require={
+        "standalone": ROS_WHEELS,
+        "msgs": MSGS,
+        "rostools": ROS_TOOLS,
+        "colcon": COLCON,
+        "bench": BENCH,
+        "test": TEST,
+    },
     cmdclass={"editable_wheel": EditableWheel},
     zip_safe=False,
     tests_require=["pytest"],

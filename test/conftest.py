@@ -1,4 +1,5 @@
 """Shared fixtures: the real data in ../shared/data and isolated ROS domains."""
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,9 @@ def save_random_checkpoint(directory: Path, voxel_size: float = 0.02) -> Path:
 
     torch.manual_seed(0)
     model = StudentNet(StudentConfig())
-    metadata = CheckpointMetadata(architecture=model.config, text_space=TextSpace(MINILM_ID, MINILM_DIM), trained=False,
-                                  voxel_size=voxel_size)  # fmt: skip
+    metadata = CheckpointMetadata(
+        architecture=model.config, text_space=TextSpace(MINILM_ID, MINILM_DIM), trained=False, voxel_size=voxel_size
+    )
     return save_checkpoint(directory, model, metadata)
 
 

@@ -1,6 +1,7 @@
 """ov3d_training: learning the ov3d_ros student offline (simulator, MPEC teacher, distillation,
 calibration, accuracy report). A separate distribution from the robot's ``ov3d_ros``: a robot
 installs only that; a developer installs both with the README's one command."""
+
 from setuptools import find_packages, setup
 
 setup(

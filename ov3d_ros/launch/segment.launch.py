@@ -9,6 +9,7 @@ Arguments given here override the same keys of the config file; arguments left e
 the config's value. ``fastdds_profile:=true`` gives the node the shipped Fast DDS profile
 for large best-effort clouds (the cloud publisher needs it too, see the file's comment).
 """
+
 from __future__ import annotations
 
 # `launch` and `launch_ros` are imported inside the functions that need them, so the
@@ -32,8 +33,11 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "rviz_config": ("", "RViz config (default: the package's rviz/segment.rviz)."),
     "fixed_frame": ("map", "RViz fixed frame."),
     "demo": ("false", "Play the packaged demo recording into the node (ov3d-segment --demo)."),
-    "autostart": ("true", "Configure and activate the (lifecycle) node at start; false leaves it unconfigured "
-                  "for a lifecycle manager (ros2 lifecycle set /segment_node configure)."),
+    "autostart": (
+        "true",
+        "Configure and activate the (lifecycle) node at start; false leaves it unconfigured "
+        "for a lifecycle manager (ros2 lifecycle set /segment_node configure).",
+    ),
     "fastdds_profile": ("false", "Give the node config/fastdds_large_clouds.xml (large best-effort clouds)."),
     "log_level": ("info", "Node log level: debug | info | warn | error."),
 }

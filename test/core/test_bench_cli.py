@@ -1,4 +1,5 @@
 """ov3d-bench plumbing: the densified scan, the pipeline measures' keys and the GGP part's (no timing asserted)."""
+
 from __future__ import annotations
 
 import numpy as np

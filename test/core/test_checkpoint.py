@@ -1,4 +1,5 @@
 """Checkpoints: round trip, and one clear CheckpointError for every way a checkpoint can be wrong."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ from ov3d_ros.core.checkpoint import (
     TemplateMismatchWarning,
     TextSpace,
     TextSpaceMismatchError,
-    file_sha256,
     check_text_space,
+    file_sha256,
     load_checkpoint,
     read_metadata,
     save_checkpoint,
@@ -30,7 +31,9 @@ SPACE = TextSpace("test-space", 24, ("{}",))
 
 
 def tiny_config(width: int = 8, semantic_dim: int = 24) -> StudentConfig:
-    return StudentConfig(backbone=UNetConfig(channels=(width, 2 * width), blocks=(1, 1)), semantic_dim=semantic_dim, head_hidden=16)
+    return StudentConfig(
+        backbone=UNetConfig(channels=(width, 2 * width), blocks=(1, 1)), semantic_dim=semantic_dim, head_hidden=16
+    )
 
 
 def tiny_model(seed: int = 0, **kwargs) -> StudentNet:
@@ -45,7 +48,9 @@ def tiny_model(seed: int = 0, **kwargs) -> StudentNet:
 
 
 def metadata_for(model: StudentNet, **kwargs) -> CheckpointMetadata:
-    defaults = dict(architecture=model.config, text_space=SPACE, training_data={"scenes": ["unit-test"]}, metrics={"miou": 1.5})
+    defaults = dict(
+        architecture=model.config, text_space=SPACE, training_data={"scenes": ["unit-test"]}, metrics={"miou": 1.5}
+    )
     return CheckpointMetadata(**{**defaults, **kwargs})
 
 
@@ -154,7 +159,7 @@ def test_truncated_weights_are_caught_by_the_recorded_hash(saved):
     _, directory = saved
     weights = directory / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="do not match model.json"):
+    with pytest.raises(CheckpointError, match=r"do not match model\.json"):
         load_checkpoint(directory)
 
 
@@ -175,7 +180,9 @@ def test_tensors_that_do_not_fit_the_architecture(saved):
         load_checkpoint(directory)
     deeper = StudentConfig(backbone=UNetConfig(channels=(8, 16, 32), blocks=(1, 1, 1)), semantic_dim=24, head_hidden=16)
     _edit_json(directory, architecture=deeper.to_dict())
-    with pytest.raises(CheckpointError, match="tensors do not match the architecture in model.json: missing backbone"):
+    with pytest.raises(
+        CheckpointError, match=r"tensors do not match the architecture in model\.json: missing backbone"
+    ):
         load_checkpoint(directory)
 
 
@@ -236,7 +243,9 @@ def test_calibrated_ggp_is_recorded_without_touching_the_weights_and_used_by_def
     encoder = Encoder("test-space", 24)
     by_default = Segmenter(loaded, metadata, encoder, SegmenterConfig(device="cpu"), allow_untrained=True)
     assert by_default.config.ggp == GGPConfig(k=12, tau=0.07, iterations=32)
-    explicit = Segmenter(loaded, metadata, encoder, SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)), allow_untrained=True)
+    explicit = Segmenter(
+        loaded, metadata, encoder, SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)), allow_untrained=True
+    )
     assert explicit.config.ggp == GGPConfig(k=8)  # a caller's own setting wins
     from ov3d_ros.node.parameters import NodeSettings
 
@@ -246,7 +255,10 @@ def test_calibrated_ggp_is_recorded_without_touching_the_weights_and_used_by_def
     assert plain.config.ggp == GGPConfig()  # no calibration: the library defaults
 
 
-@pytest.mark.parametrize("bad", [{"k": 16, "tau": 0.0, "iterations": 8}, {"k": 16, "iterations": 8}, "fast", {"k": 0, "tau": 0.1, "iterations": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"k": 16, "tau": 0.0, "iterations": 8}, {"k": 16, "iterations": 8}, "fast", {"k": 0, "tau": 0.1, "iterations": 1}],
+)
 def test_malformed_ggp_records_are_refused(saved, bad):
     from ov3d_ros.core.checkpoint import record_ggp
 

@@ -1,4 +1,5 @@
 """Coarse-to-fine GGP: the formula P W_c^T R on a real scan, its invariants, its reach, its plumbing."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -115,7 +116,7 @@ def test_invariants_constant_fields_identity_at_zero_stages_and_linearity(corner
 
 def test_cells_reach_further_per_pass_than_voxels(corner):
     """Why it exists: the mass of one voxel's value, after T passes, lies farther from it on cells."""
-    centers, embedding = corner
+    centers, _embedding = corner
     source = int(np.argmin(np.linalg.norm(centers - centers.mean(axis=0), axis=1)))
     delta = torch.zeros((len(centers), 1))
     delta[source] = 1.0
@@ -183,5 +184,7 @@ def test_cuda_matches_cpu(corner):
     config = GGPConfig(k=16, tau=0.1, coarsen=3)
     values = torch.from_numpy(np.random.default_rng(3).normal(size=(len(centers), 5))).float()
     cpu = build_pooling_graph(centers, embedding, config, cell_size=VOXEL).pool(values, 8)
-    gpu = build_pooling_graph(torch.from_numpy(centers).cuda(), embedding.cuda(), config, cell_size=VOXEL).pool(values.cuda(), 8)
+    gpu = build_pooling_graph(torch.from_numpy(centers).cuda(), embedding.cuda(), config, cell_size=VOXEL).pool(
+        values.cuda(), 8
+    )
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)

@@ -4,6 +4,7 @@ The single-query and synonyms cases use hand-made scans whose per-point semantic
 text embeddings of chosen names (the segmenter's input-features path, pooling off, one point per
 voxel), so which points answer a query is known exactly and the IoUs are computed by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,10 @@ def two_pieces(scannet_npz, tmp_path_factory):
     """Two labelled 1.6 m x 1.6 m pieces of the real scan, saved in a folder (plus a non-scan file)."""
     scan = load_scan(scannet_npz)
     folder = tmp_path_factory.mktemp("pieces")
-    centre = np.median(scan.points[:, :2], axis=0)
+    center = np.median(scan.points[:, :2], axis=0)
     pieces = []
     for i, offset in enumerate(([-0.8, 0.0], [0.8, 0.0])):
-        inside = (np.abs(scan.points[:, :2] - (centre + offset)) < 0.8).all(axis=1)
+        inside = (np.abs(scan.points[:, :2] - (center + offset)) < 0.8).all(axis=1)
         piece = scan.subset(inside)
         save_scan(piece, folder / f"piece{i}.npz")
         pieces.append(piece)
@@ -76,7 +77,7 @@ def test_dataset_metrics_are_those_of_the_concatenated_scans(trained, two_pieces
         assert scene["miou"] == pytest.approx(round(100 * own.miou, 2))
     assert result["dataset"]["miou"] == result["miou"] and result["dataset"]["num_scenes"] == 2
     assert result["points"] == sum(len(p) for p in pieces)
-    assert result["labelled_points"] == int((gt >= 0).sum())
+    assert result["labeled_points"] == int((gt >= 0).sum())
 
 
 def test_folder_input_and_single_scan_layout(two_pieces, capsys):
@@ -130,14 +131,17 @@ def test_single_query_iou_by_hand(feature_segmenter, minilm):
     scans = [("a", feature_scan(minilm, regions, truth)), ("b", feature_scan(minilm, regions, truth[:2]))]
     result, _ = cli.evaluate_dataset(feature_segmenter, scans, mode="single")
     x = scans[0][1].points[:, 0]
-    n = lambda mask: int(mask.sum())  # noqa: E731
+    n = lambda mask: int(mask.sum())
     # asked alone, each name answers exactly its region (its own embedding beats every other name)
     chair = n(x < 1.0) / n(x < 1.5)  # answered [0, 1), truth [0, 1.5), same on both scans
     table = n((x >= 1.5) & (x < 2.0)) / n((x >= 1.0) & (x < 2.0))
     # sofa: scan a labels [2, 3) sofa (IoU 1); scan b leaves it unlabelled, where answers are not counted
     single = result["single"]
-    assert single["per_class_iou"] == {"chair": pytest.approx(round(100 * chair, 2)),
-                                       "sofa": 100.0, "table": pytest.approx(round(100 * table, 2))}  # fmt: skip
+    assert single["per_class_iou"] == {
+        "chair": pytest.approx(round(100 * chair, 2)),
+        "sofa": 100.0,
+        "table": pytest.approx(round(100 * table, 2)),
+    }
     assert single["miou"] == pytest.approx(round(100 * (chair + table + 1.0) / 3, 2), abs=0.01)
     assert single["fmiou"] == single["miou"]  # no wall / floor / other furniture here
     assert single["decision"]["vocabulary"] and single["decision"]["negatives"] == ["wall", "floor", "ceiling"]
@@ -203,7 +207,9 @@ def test_classes_are_asked_by_their_synonyms(feature_segmenter, minilm, tmp_path
     table = {"refrigerator": ("fridge",), "sofa": ("couch",)}
     result, _ = cli.evaluate_dataset(feature_segmenter, [("s", scan)], mode="single", synonyms=table)
     assert result["single"]["per_name_iou"] == {"couch": 100.0, "fridge": 100.0}
-    assert result["per_class_iou"]["refrigerator"] == result["per_class_iou"]["sofa"] == 100.0  # closed set, by synonyms
+    assert (
+        result["per_class_iou"]["refrigerator"] == result["per_class_iou"]["sofa"] == 100.0
+    )  # closed set, by synonyms
     assert result["synonyms"] == {"refrigerator": ["fridge"], "sofa": ["couch"]}
     # the command line refuses a bad table with its reason
     path = tmp_path / "scan.npz"

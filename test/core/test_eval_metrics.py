@@ -1,4 +1,5 @@
 """Evaluation: metrics against a hand-computed confusion matrix, ScanNet-20 mapping, ov3d-eval CLI."""
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,8 @@ def test_scannet20_mapping():
 def small_scene(scannet_npz, tmp_path_factory):
     """A labelled 2 m x 2 m piece of the real scan, saved in the project's npz layout."""
     scan = load_scan(scannet_npz)
-    centre = np.median(scan.points[:, :2], axis=0)
-    piece = scan.subset((np.abs(scan.points[:, :2] - centre) < 1.0).all(axis=1))
+    center = np.median(scan.points[:, :2], axis=0)
+    piece = scan.subset((np.abs(scan.points[:, :2] - center) < 1.0).all(axis=1))
     path = tmp_path_factory.mktemp("scene") / "piece.npz"
     save_scan(piece, path)
     return path, piece
@@ -83,7 +84,7 @@ def test_eval_cli_prints_one_json_object_and_renders(small_scene, random_checkpo
     scene, piece = small_scene
     png = tmp_path / "compare.png"
     args = ["--scene", str(scene), "--checkpoint", str(random_checkpoint), "--json", "--device", "cpu"]
-    assert cli.main(args + ["--allow-untrained", "--render", str(png)]) == 0
+    assert cli.main([*args, "--allow-untrained", "--render", str(png)]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("miou", "macc", "fmiou", "fmacc", "miou_raw", "fmiou_raw", "per_class_iou", "points", "seconds"):
         assert key in out, key
@@ -107,8 +108,8 @@ def test_eval_cli_refuses_untrained_and_missing_models(small_scene, random_check
 
 def test_eval_cli_refuses_a_scene_without_labels(random_checkpoint, small_scene, tmp_path, capsys):
     _, piece = small_scene
-    unlabelled = tmp_path / "unlabelled.npz"
-    save_scan(replace(piece, labels=None), unlabelled)
-    args = ["--scene", str(unlabelled), "--checkpoint", str(random_checkpoint), "--json", "--allow-untrained"]
-    assert cli.main(args + ["--device", "cpu"]) == 2
+    unlabeled = tmp_path / "unlabelled.npz"
+    save_scan(replace(piece, labels=None), unlabeled)
+    args = ["--scene", str(unlabeled), "--checkpoint", str(random_checkpoint), "--json", "--allow-untrained"]
+    assert cli.main([*args, "--device", "cpu"]) == 2
     assert "no per-point semantic labels" in json.loads(capsys.readouterr().out)["error"]

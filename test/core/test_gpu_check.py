@@ -1,6 +1,7 @@
 """The GPU check, proven on the CPU: the dry run of both modes really runs every step, the payload
 fits the 64 MiB one call may carry, packed scenes train like the originals, and the spconv bundle
 unpacks and imports under Python 3.12 (the GPU machine's)."""
+
 from __future__ import annotations
 
 import glob
@@ -44,7 +45,10 @@ def test_the_payload_fits_what_one_call_may_carry(payload, tmp_path):
     # the evaluation scan travels without its images, its points and labels unchanged
     from ov3d_ros.io.files import load_scan
 
-    carried, shared = load_scan(payload / "data" / "scannet" / "scene0000_00.npz"), load_scan(SHARED / "data" / "scannet" / "scene0000_00.npz")
+    carried, shared = (
+        load_scan(payload / "data" / "scannet" / "scene0000_00.npz"),
+        load_scan(SHARED / "data" / "scannet" / "scene0000_00.npz"),
+    )
     assert (carried.points == shared.points).all() and (carried.labels == shared.labels).all()
     assert (carried.instances == shared.instances).all() and (carried.colors == shared.colors).all()
     # the check says no when it does not fit (a sparse 64 MiB file stands for too much data)
@@ -60,22 +64,24 @@ def test_packed_scenes_prepare_like_their_sources(tmp_path, shared_data):
     sys.path.insert(0, str(REPO / "test" / "training"))
     from mpec_synthetic import write_npz_scans
 
-    from ov3d_ros.core.text import MINILM_ID, load_text_encoder
     from ov3d_ros.bench.gpu_check import TEACHER_RECIPE, pack_scenes
+    from ov3d_ros.core.text import MINILM_ID, load_text_encoder
     from ov3d_training.data.scene import prepare_scene
     from ov3d_training.data.sources import discover_sources, load_source
     from ov3d_training.mpec.config import load_mpec_config
 
     sources = [*write_npz_scans(tmp_path / "synthetic", 1), shared_data / "scannet_rooms" / ROOMS[0]]
     encoder = load_text_encoder(MINILM_ID)
-    record, groups = pack_scenes([str(s) for s in sources], tmp_path / "pack.npz", TEACHER_RECIPE, encoder)
+    _record, groups = pack_scenes([str(s) for s in sources], tmp_path / "pack.npz", TEACHER_RECIPE, encoder)
     unpacked = unpack_scenes(tmp_path / "pack.npz", tmp_path / "unpacked")
     config = load_mpec_config(TEACHER_RECIPE).data.scene_config()
 
     def encode(texts, kinds):
         return np.zeros((len(texts), 384), np.float32)
 
-    for original, packed in zip(discover_sources([str(s) for s in sources]), discover_sources([str(p) for p in unpacked])):
+    for original, packed in zip(
+        discover_sources([str(s) for s in sources]), discover_sources([str(p) for p in unpacked])
+    ):
         a = prepare_scene(load_source(original), config, encode, 384)
         b = prepare_scene(load_source(packed), config, encode, 384)
         # the same voxels, each point within 1 mm (rounded to mm, nudged back inside its voxel)
@@ -92,10 +98,33 @@ def test_packed_scenes_prepare_like_their_sources(tmp_path, shared_data):
 @pytest.mark.timeout(5400)  # ~4 min on an idle 2-core machine, 30+ under load: the CUDA test set runs on the CPU here
 def test_dry_run_of_the_check_and_the_sprint_on_the_cpu(payload, tmp_path):
     out = tmp_path / "out"
-    cmd = ["bash", str(REPO / "scripts" / "gpu_check.sh"), "--payload", str(payload), "--out", str(out),
-           "--device", "cpu", "--train", "--teacher-minutes", "0.05", "--student-minutes", "0.05", "--workers", "0",
-           "--bench-repeats", "1", "--train-set", "trainer.cpu_threads=1", "--tests-timeout", "2400",
-           "--bench-timeout", "1200", "--part-overhead-s", "1200"]  # a loaded 2-core CPU, not the GPU's limits  # fmt: skip
+    cmd = [
+        "bash",
+        str(REPO / "scripts" / "gpu_check.sh"),
+        "--payload",
+        str(payload),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--train",
+        "--teacher-minutes",
+        "0.05",
+        "--student-minutes",
+        "0.05",
+        "--workers",
+        "0",
+        "--bench-repeats",
+        "1",
+        "--train-set",
+        "trainer.cpu_threads=1",
+        "--tests-timeout",
+        "2400",
+        "--bench-timeout",
+        "1200",
+        "--part-overhead-s",
+        "1200",
+    ]  # a loaded 2-core CPU, not the GPU's limits
     env = {**os.environ, "PYTHON": sys.executable}
     env.pop("OV3D_TEXT_EMBEDDINGS", None)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=5300)
@@ -103,7 +132,8 @@ def test_dry_run_of_the_check_and_the_sprint_on_the_cpu(payload, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + log[-5000:]
     summary = json.loads((out / "summary.json").read_text())
     assert {name: step["status"] for name, step in summary["steps"].items()} == dict.fromkeys(
-        ["cuda_tests", "bench", "teacher", "student"], "ok")
+        ["cuda_tests", "bench", "teacher", "student"], "ok"
+    )
     # the CUDA test set ran (on the CPU), every test of it, none skipped
     suite = ET.parse(out / "cuda_tests.xml").getroot().find("testsuite")
     assert int(suite.get("tests")) >= 9 and suite.get("failures") == suite.get("errors") == suite.get("skipped") == "0"
@@ -147,18 +177,28 @@ def test_the_bundle_unpacks_and_imports_under_python_312(tmp_path):
     venv = tmp_path / "venv312"
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
     py = str(venv / "bin" / "python")
-    subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "numpy", "pybind11", "ninja"],
-                   check=True, timeout=900)  # fmt: skip
+    subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "numpy", "pybind11", "ninja"],
+        check=True,
+        timeout=900,
+    )
     payload = tmp_path / "payload"
     payload.mkdir()
     (payload / "device").symlink_to(SHARED / "device")
     site = tmp_path / "site"
     # the script's own unpack step, as the GPU machine runs it
-    subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--unpack-only", str(site), "--payload", str(payload)],
-                   check=True, timeout=600, env={**os.environ, "PYTHON": py})  # fmt: skip
-    probe = ("import cumm, spconv; from spconv.core_cc.csrc.sparse.all import SpconvOps; "
-             "print(spconv.__version__, cumm.__version__)")  # fmt: skip
-    done = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(site)})  # fmt: skip
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), "--unpack-only", str(site), "--payload", str(payload)],
+        check=True,
+        timeout=600,
+        env={**os.environ, "PYTHON": py},
+    )
+    probe = (
+        "import cumm, spconv; from spconv.core_cc.csrc.sparse.all import SpconvOps; "
+        "print(spconv.__version__, cumm.__version__)"
+    )
+    done = subprocess.run(
+        [py, "-c", probe], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(site)}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["2.3.8", "0.7.11"]

@@ -1,4 +1,5 @@
 """k nearest voxels (k-d tree and grid hash against brute force) and grid adjacency."""
+
 from __future__ import annotations
 
 import itertools
@@ -36,8 +37,11 @@ def test_kdtree_and_grid_equal_brute_force_on_a_real_scan(scan_centers, k):
     centers, voxel_size = scan_centers
     brute = knn_voxels(centers, k, method="brute")
     _assert_same_knn(knn_voxels(centers, k, method="kdtree"), brute)
-    _assert_same_knn(knn_voxels(centers, k, method="grid", cell_size=voxel_size),
-                     knn_voxels(centers, k, method="brute", cell_size=voxel_size), same_rule=True)
+    _assert_same_knn(
+        knn_voxels(centers, k, method="grid", cell_size=voxel_size),
+        knn_voxels(centers, k, method="brute", cell_size=voxel_size),
+        same_rule=True,
+    )
     _assert_same_knn(knn_voxels(centers, k, method="grid"), brute, same_rule=True)  # cell size estimated
 
 
@@ -142,4 +146,6 @@ def test_ties_between_equidistant_voxels_go_to_the_lower_index(k):
         np.testing.assert_array_equal(got.indices, expected)
     # the k-d tree finds the same distances; only its choice within a tie group may differ
     tree = knn_voxels(centers, k, method="kdtree")
-    np.testing.assert_allclose(tree.distances, knn_voxels(centers, k, method="grid", cell_size=0.05).distances, atol=1e-6)
+    np.testing.assert_allclose(
+        tree.distances, knn_voxels(centers, k, method="grid", cell_size=0.05).distances, atol=1e-6
+    )

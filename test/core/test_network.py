@@ -1,4 +1,5 @@
 """Student network: the factored inference forward equals the plain forward."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,8 @@ def test_factored_forward_matches_forward():
     np.testing.assert_allclose(rebuilt.numpy(), semantic.numpy(), atol=1e-5)
     np.testing.assert_allclose((compact @ compact.T).numpy(), (affinity @ affinity.T).numpy(), atol=1e-5)
     # the rank bottleneck really bounds the semantic output's rank
-    centred = semantic - semantic.mean(dim=0)
-    assert torch.linalg.matrix_rank(centred, atol=1e-4) <= 6
+    centered = semantic - semantic.mean(dim=0)
+    assert torch.linalg.matrix_rank(centered, atol=1e-4) <= 6
 
 
 def test_config_round_trip_and_older_configs():

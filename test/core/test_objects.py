@@ -1,4 +1,5 @@
 """Connected components on the voxel grid and object boxes / statistics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,10 +15,13 @@ from ov3d_ros.io.files import load_scan
 def test_components_on_a_hand_built_grid():
     coords = np.array(
         [
-            [0, 0, 0], [1, 0, 0], [2, 0, 0],  # a bar
-            [3, 1, 0],                        # touches the bar's end only across an edge
-            [6, 6, 6], [6, 6, 7],             # far away pair
-            [9, 9, 9],                        # isolated, and masked out below
+            [0, 0, 0],
+            [1, 0, 0],
+            [2, 0, 0],  # a bar
+            [3, 1, 0],  # touches the bar's end only across an edge
+            [6, 6, 6],
+            [6, 6, 7],  # far away pair
+            [9, 9, 9],  # isolated, and masked out below
         ]
     )
     mask = np.array([1, 1, 1, 1, 1, 1, 0], dtype=bool)
@@ -51,7 +55,7 @@ def test_cached_grid_edges_give_the_same_components_as_hashing(seed):
 
 
 @pytest.mark.parametrize("connectivity, structure", [(6, 1), (26, 3)])
-def test_components_equal_a_dense_labelling(connectivity, structure):
+def test_components_equal_a_dense_labeling(connectivity, structure):
     rng = np.random.default_rng(connectivity)
     dense = rng.random((20, 20, 20)) < 0.25
     coords = np.argwhere(dense) + np.array([-5, 100, 3])  # anywhere on the grid
@@ -129,7 +133,7 @@ def test_small_components_are_dropped_and_ids_are_unique_across_queries():
     assert inst.shape == (0,) and objs == []
 
 
-def test_one_box_per_labelled_object_on_a_real_kinect_cloud(mosd_pcds):
+def test_one_box_per_labeled_object_on_a_real_kinect_cloud(mosd_pcds):
     """With the ground-truth labels as the 'query' answer, each mOSD object becomes one box
     that contains the object's points (real sensor noise, occlusion edges, NaN holes)."""
     scan = load_scan(mosd_pcds[0])
@@ -139,7 +143,9 @@ def test_one_box_per_labelled_object_on_a_real_kinect_cloud(mosd_pcds):
     votes = np.bincount(v.point_to_voxel * (len(ids) + 1) + point_label, minlength=v.num_voxels * (len(ids) + 1))
     semantic = votes.reshape(v.num_voxels, -1).argmax(1)
     names = [f"object {i}" for i in ids]
-    _, objects = extract_objects(v, semantic, np.ones(v.num_voxels), names, points=scan.points, radius_cells=2, min_points=200)
+    _, objects = extract_objects(
+        v, semantic, np.ones(v.num_voxels), names, points=scan.points, radius_cells=2, min_points=200
+    )
     assert sorted(o.semantic_id for o in objects) == list(range(1, len(ids) + 1))
     for o in objects:
         inside = scan.points[point_label == o.semantic_id]

@@ -6,6 +6,7 @@ trained affinity head. It is geometric because its cosine similarity only says "
 surface, same colour, same height" -- it knows nothing about classes -- so any gain in label
 quality comes from pooling along the geometry, which is what GGP is for.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,17 @@ def test_fast_ggp_equals_the_plain_reference_on_a_real_scan(room, weights):
     features = np.random.default_rng(0).normal(size=(v.num_voxels, 24)).astype(np.float32)
     config = GGPConfig(k=16, tau=0.05, iterations=10, weights=weights)
     graph = build_pooling_graph(v.centers, embedding, config)
-    reference = reference_ggp(features, embedding.numpy(), v.centers, config.k, config.tau, config.iterations,
-                              include_self=True, weights=weights, exact_distances=True).pooled.numpy()  # fmt: skip
+    reference = reference_ggp(
+        features,
+        embedding.numpy(),
+        v.centers,
+        config.k,
+        config.tau,
+        config.iterations,
+        include_self=True,
+        weights=weights,
+        exact_distances=True,
+    ).pooled.numpy()
     for method in ("auto", "scipy", "csr", "gather"):
         fast = graph.pool(torch.from_numpy(features), config.iterations, method=method).numpy()
         assert np.abs(fast - reference).max() < 1e-4, method
@@ -73,8 +83,16 @@ def test_paper_setting_is_geopurifys_code_and_the_fast_path_computes_it(room):
     graph = build_pooling_graph(v.centers, embedding, paper)
     assert graph.neighbors.shape == (v.num_voxels, 96)
     assert not (graph.neighbors == torch.arange(v.num_voxels)[:, None]).any()  # the voxel is not its own neighbour
-    reference = reference_ggp(features, embedding.numpy(), v.centers, paper.k, paper.tau, paper.iterations,
-                              include_self=paper.include_self, exact_distances=True)  # fmt: skip
+    reference = reference_ggp(
+        features,
+        embedding.numpy(),
+        v.centers,
+        paper.k,
+        paper.tau,
+        paper.iterations,
+        include_self=paper.include_self,
+        exact_distances=True,
+    )
     fast = graph.pool(torch.from_numpy(features), paper.iterations)
     np.testing.assert_allclose(fast.numpy(), reference.pooled.numpy(), atol=1e-4)
     geopurify = reference_knn(v.centers, paper.k, include_self=False)  # the matrix-product search, as timed
@@ -138,7 +156,9 @@ def test_logit_path_gives_the_feature_path_labels(room):
 
 def _miou(pred: np.ndarray, truth: np.ndarray) -> float:
     valid = truth >= 0
-    ious = [((pred == c) & (truth == c)).sum() / ((pred == c) & valid | (truth == c)).sum() for c in np.unique(truth[valid])]
+    ious = [
+        ((pred == c) & (truth == c)).sum() / ((pred == c) & valid | (truth == c)).sum() for c in np.unique(truth[valid])
+    ]
     return float(np.mean(ious))
 
 
@@ -216,7 +236,7 @@ def test_pooled_labels_stay_within_object_boundaries_on_mosd(mosd_pcds):
     assert pooled.mean() > np.mean(precision["uniform"]), precision
 
 
-def test_affinity_weights_follow_the_formula_and_the_given_neighbour_order():
+def test_affinity_weights_follow_the_formula_and_the_given_neighbor_order():
     embeddings = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
     neighbors = torch.tensor([[0, 3, 1], [1, 0, 2], [2, 3, 0], [3, 2, 1]])
     weights = affinity_weights(embeddings, neighbors, tau=0.5)
@@ -239,7 +259,13 @@ def test_distance_weights_fall_off_with_distance():
 def test_config_defaults_validation_and_edge_cases():
     assert GGPConfig.paper() == GGPConfig(k=96, tau=0.05, iterations=19, include_self=False)
     assert GGPConfig.paper(iterations=4).iterations == 4
-    for bad in ({"k": 0}, {"tau": 0.0}, {"iterations": -1}, {"weights": "learned"}, {"include_self": False, "coarsen": 2}):
+    for bad in (
+        {"k": 0},
+        {"tau": 0.0},
+        {"iterations": -1},
+        {"weights": "learned"},
+        {"include_self": False, "coarsen": 2},
+    ):
         with pytest.raises(ValueError):
             GGPConfig(**bad)
     with pytest.raises(TypeError):
@@ -276,7 +302,16 @@ def test_ggp_benchmark_runs_and_checks_its_outputs(scannet_npz):
         assert result[f"reference_{setting}_knn_max_distance_diff"] < 1e-3
     assert result["reference_feature_channels"] == 512 + 6
     assert result["logit_vs_feature_labels_equal"] == 1.0 and result["logit_vs_feature_max_abs_diff"] < 1e-4
-    timings = ("knn_s", "weights_s", "pool_logits_s", "ggp_total_s", "ggp_total_paper_s", "reference_paper_s",
-               "optimised_paper_s", "reference_shipped_s", "optimised_shipped_s")  # fmt: skip
+    timings = (
+        "knn_s",
+        "weights_s",
+        "pool_logits_s",
+        "ggp_total_s",
+        "ggp_total_paper_s",
+        "reference_paper_s",
+        "optimized_paper_s",
+        "reference_shipped_s",
+        "optimized_shipped_s",
+    )
     assert all(result[key] > 0 for key in timings)
     assert result["ggp_speedup_vs_reference_paper"] > 0 and result["ggp_speedup_vs_reference_shipped"] > 0

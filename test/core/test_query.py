@@ -1,4 +1,5 @@
 """Query scoring: candidates, labels and scores, the factored semantic field, logit vs feature path."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +38,7 @@ def test_bad_queries_raise_query_error(text, reason):
         QuerySet.parse(text)
 
 
-def test_unicode_queries_are_accepted_and_whitespace_normalised():
+def test_unicode_queries_are_accepted_and_whitespace_normalized():
     queries = QuerySet.parse("café table;  Stuhl ; 椅子; red \t  mug")
     assert queries.positives == ("café table", "Stuhl", "椅子", "red mug")
 

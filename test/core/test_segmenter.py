@@ -3,6 +3,7 @@
 The student here is untrained, so these tests check contracts -- shapes, ids, consistency of the
 two pooling paths, caching, errors -- never label quality.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +53,8 @@ def segmenter(student, minilm) -> Segmenter:
 def crop(scannet_npz) -> Scan:
     """A 2.4 m x 2.4 m corner of the real ScanNet room (~10-20k points)."""
     scan = load_scan(scannet_npz)
-    centre = np.median(scan.points[:, :2], axis=0)
-    inside = (np.abs(scan.points[:, :2] - centre) < 1.2).all(axis=1)
+    center = np.median(scan.points[:, :2], axis=0)
+    inside = (np.abs(scan.points[:, :2] - center) < 1.2).all(axis=1)
     return scan.subset(inside)
 
 
@@ -181,7 +182,9 @@ def test_requery_reuses_the_grid_and_finds_the_same_objects(segmenter, processed
 def test_threshold_and_negatives(segmenter, processed):
     none = segmenter.query(processed, QuerySet.parse("chair", threshold=1.01))
     assert np.all(none.semantic == 0) and none.objects == []
-    everything_negative = segmenter.query(processed, QuerySet(("chair",), negatives=("chair seat", "armchair", "stool")))
+    everything_negative = segmenter.query(
+        processed, QuerySet(("chair",), negatives=("chair seat", "armchair", "stool"))
+    )
     alone = segmenter.query(processed, QuerySet(("chair",), background=False))
     assert np.all(alone.semantic == 1) and np.all(alone.score == 1.0)  # nothing competes
     assert everything_negative.semantic.sum() <= alone.semantic.sum()
@@ -209,8 +212,13 @@ def test_settings_go_with_the_call_and_never_change_the_segmenter(student, minil
     other_ggp = GGPConfig(k=8, tau=0.1, iterations=3, centering=0.5)
     other_rule = QueryRule(exclude=0.85, alias=0.55, margin=0.03)
     model, metadata = student
-    built = Segmenter(model, metadata, minilm, SegmenterConfig(device="cpu", ggp=other_ggp, query_rule=other_rule,
-                                                               min_object_points=5), allow_untrained=True)  # fmt: skip
+    built = Segmenter(
+        model,
+        metadata,
+        minilm,
+        SegmenterConfig(device="cpu", ggp=other_ggp, query_rule=other_rule, min_object_points=5),
+        allow_untrained=True,
+    )
     reference = built.process(crop)
     per_call = segmenter.process(crop, ggp=other_ggp)
     assert per_call.ggp == other_ggp and segmenter.config is defaults
@@ -251,7 +259,7 @@ def test_input_features_replace_the_semantic_head(segmenter, crop, minilm):
 
 def test_input_features_of_the_wrong_width_are_refused(segmenter, crop):
     scan = Scan(crop.points, crop.colors, features=np.zeros((len(crop), 512), np.float32))
-    with pytest.raises(InputFeatureError, match="512-d.*384-d space of text encoder 'minilm-l6-v2'"):
+    with pytest.raises(InputFeatureError, match=r"512-d.*384-d space of text encoder 'minilm-l6-v2'"):
         segmenter.process(scan)
     bad = np.zeros((len(crop), 384), np.float32)
     bad[3, 7] = np.nan
@@ -279,7 +287,7 @@ def test_non_finite_points_are_a_clear_error(segmenter):
         segmenter.process(Scan(np.array([[0.0, 0.0, np.nan], [1.0, 0.0, 0.0]], np.float32)))
 
 
-def test_colourless_scan_warns_and_still_segments(segmenter, crop):
+def test_colorless_scan_warns_and_still_segments(segmenter, crop):
     with pytest.warns(MissingInputWarning, match="cloud has none; using neutral grey"):
         processed = segmenter.process(Scan(crop.points))
     assert segmenter.query(processed, "chair").semantic.shape == (len(crop),)

@@ -1,4 +1,5 @@
 """Text encoders: the packaged MiniLM offline, open_clip from a local weights file, the cache."""
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,7 @@ def test_minilm_accepts_non_ascii_text(minilm):
     assert not np.allclose(out[0], out[1])
 
 
-def test_minilm_template_ensemble_is_normalised_and_differs_from_bare(minilm):
+def test_minilm_template_ensemble_is_normalized_and_differs_from_bare(minilm):
     ensemble = minilm.with_templates(("{}", "a {} in a scene"))
     assert minilm.templates == ("{}",)
     bare, mixed = minilm.encode(["chair"])[0], ensemble.encode(["chair"])[0]
@@ -110,7 +111,9 @@ def test_open_clip_encoder_loads_local_weights_and_ensembles_templates(tiny_clip
     with torch.no_grad():
         expected = []
         for name in ("chair", "sofa"):
-            rows = torch.nn.functional.normalize(model.encode_text(tokenizer([t.format(name) for t in templates])), dim=1)
+            rows = torch.nn.functional.normalize(
+                model.encode_text(tokenizer([t.format(name) for t in templates])), dim=1
+            )
             expected.append(torch.nn.functional.normalize(rows.mean(0), dim=0).numpy())
     np.testing.assert_allclose(out, np.stack(expected), atol=1e-5)
 
@@ -190,7 +193,9 @@ def test_stored_table_serves_the_encoders_own_rows_and_names_missing_texts(minil
     # the encoder's own rows (a batch's padding may move the last bits, hence the tolerance)
     np.testing.assert_allclose(table.encode(["table", "chair"]), minilm.encode(["table", "chair"]), atol=1e-6)
     other = load_text_encoder(MINILM_ID, templates=("a {} in a scene",))
-    np.testing.assert_allclose(other.encode(["sofa"]), minilm.with_templates(("a {} in a scene",)).encode(["sofa"]), atol=1e-6)
+    np.testing.assert_allclose(
+        other.encode(["sofa"]), minilm.with_templates(("a {} in a scene",)).encode(["sofa"]), atol=1e-6
+    )
     with pytest.raises(TextEncoderError, match="'lamp'"):
         table.encode(["chair", "lamp"])
     with pytest.raises(TextEncoderError, match="no embeddings for templates"):

@@ -1,5 +1,6 @@
 """The one-query decision: the shipped vocabulary, its split by text cosine, the per-cloud summary,
 the grouped decision, and the segmenter's two paths with the vocabulary (real model, real scan)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,6 @@ from ov3d_ros.core.segmenter import DEFAULT_CHECKPOINT, Segmenter
 from ov3d_ros.core.text import load_text_encoder
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.core.vocabulary import (
-    DEFAULT_VOCABULARY,
     VocabularyError,
     VocabularySummary,
     field_block,
@@ -58,7 +58,9 @@ def test_embeddings_are_memoised_per_encoder_and_kept_out_of_the_lru(minilm, tmp
     second = load_vocabulary(minilm, path)
     assert minilm.misses == misses  # encoded by the encoder behind the cache, not through it
     np.testing.assert_array_equal(first.embeddings.numpy(), second.embeddings.numpy())
-    np.testing.assert_allclose(first.embeddings.numpy(), minilm.encoder.encode(["couch", "armchair", "toaster"]), atol=1e-6)
+    np.testing.assert_allclose(
+        first.embeddings.numpy(), minilm.encoder.encode(["couch", "armchair", "toaster"]), atol=1e-6
+    )
     assert first.sha256 == second.sha256 and len(first) == 3
 
 
@@ -143,12 +145,14 @@ def test_grouped_decision_by_hand():
 def trained_crop(scannet_npz):
     segmenter = Segmenter.from_checkpoint(None, device="cpu")
     scan = load_scan(scannet_npz)
-    centre = np.median(scan.points[:, :2], axis=0)
-    crop = scan.subset((np.abs(scan.points[:, :2] - centre) < 1.5).all(axis=1))
+    center = np.median(scan.points[:, :2], axis=0)
+    crop = scan.subset((np.abs(scan.points[:, :2] - center) < 1.5).all(axis=1))
     return segmenter, segmenter.process(crop)
 
 
-@pytest.mark.parametrize("rule", [QueryRule(), QueryRule(exclude=0.85, alias=0.55, margin=0.03), QueryRule(alias=None, margin=-0.02)])
+@pytest.mark.parametrize(
+    "rule", [QueryRule(), QueryRule(exclude=0.85, alias=0.55, margin=0.03), QueryRule(alias=None, margin=-0.02)]
+)
 def test_vocabulary_logit_path_equals_explicit_columns(trained_crop, rule):
     segmenter, processed = trained_crop
     for text in ("chair", "sofa; table", "red mug"):
@@ -162,7 +166,7 @@ def test_vocabulary_logit_path_equals_explicit_columns(trained_crop, rule):
         assert torch.equal(parts.decide().semantic, fast.semantic)
 
 
-def test_vocabulary_changes_the_single_query_answer_and_is_summarised_once(trained_crop):
+def test_vocabulary_changes_the_single_query_answer_and_is_summarized_once(trained_crop):
     segmenter, processed = trained_crop
     with_vocabulary = segmenter.query(processed, QuerySet.parse("chair"))
     summaries = dict(processed.vocabulary_summaries)

@@ -1,4 +1,5 @@
 """Voxelisation: maps and means on a hand example, permutation invariance, the cap, bad input."""
+
 from __future__ import annotations
 
 import warnings

@@ -1,6 +1,7 @@
 """The CUDA test set (marker ``cuda``): skipped without a GPU; ``scripts/gpu_check.sh`` runs it on the
 lent GPU machine. ``OV3D_CUDA_TESTS_DEVICE=cpu`` (the GPU check's dry run) runs the same bodies on
 the CPU, where every comparison is CPU against CPU: it proves the tests themselves run, not CUDA."""
+
 from __future__ import annotations
 
 import os

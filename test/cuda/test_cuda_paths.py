@@ -1,6 +1,7 @@
 """CUDA against CPU on the real ScanNet scan: spconv implicit GEMM vs Native, fp16 autocast vs fp32,
 grid-hash kNN vs the k-d tree (ties: neighbors' rule), GGP on the device vs the CPU, the Segmenter
 end to end, and a few MPEC and distillation steps with AMP. Tolerances are stated per test."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,8 @@ import pytest
 import torch
 
 from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph
-from ov3d_ros.core.network import set_conv_algorithm
 from ov3d_ros.core.neighbors import knn_voxels
+from ov3d_ros.core.network import set_conv_algorithm
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.core.voxel import voxelize
@@ -115,7 +116,9 @@ def test_ggp_on_the_device_equals_the_cpu(device, scan):
     shipped = segmenter.config.ggp
     cpu_graph = build_pooling_graph(centers, affinity, shipped, cell_size=0.05, device=CPU)
     dev_graph = build_pooling_graph(centers.to(device), affinity.to(device), shipped, cell_size=0.05, device=device)
-    diff = (dev_graph.pool(values.to(device), shipped.iterations).cpu() - cpu_graph.pool(values, shipped.iterations)).abs()
+    diff = (
+        dev_graph.pool(values.to(device), shipped.iterations).cpu() - cpu_graph.pool(values, shipped.iterations)
+    ).abs()
     assert diff.max() < 1e-3
 
 
@@ -157,10 +160,40 @@ def test_mpec_and_distillation_train_a_few_steps_with_amp(device, tmp_path):
     data = _synthetic_rooms(tmp_path / "rooms", 2)
     on = ["--set", f"trainer.device={device.type}", "--set", "trainer.amp=true", "--set", "trainer.steps=3"]
     configs = REPO / "training" / "configs"
-    assert main(["mpec", "--config", str(configs / "mpec_tiny.yaml"), "--data", str(data), "--out", str(tmp_path / "mpec"),
-                 "--set", "data.texts=[category]", *on]) == 0  # fmt: skip
-    assert main(["distill", "--config", str(configs / "distill_tiny.yaml"), "--teacher", str(tmp_path / "mpec"),
-                 "--data", str(data), "--out", str(tmp_path / "distill"), *on]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "mpec",
+                "--config",
+                str(configs / "mpec_tiny.yaml"),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "mpec"),
+                "--set",
+                "data.texts=[category]",
+                *on,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "distill",
+                "--config",
+                str(configs / "distill_tiny.yaml"),
+                "--teacher",
+                str(tmp_path / "mpec"),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "distill"),
+                *on,
+            ]
+        )
+        == 0
+    )
     for run, export in (("mpec", "teacher"), ("distill", "student")):
         losses = _losses(tmp_path / run)
         assert len(losses) == 3 and all(math.isfinite(x) for x in losses), (run, losses)

@@ -1,5 +1,6 @@
 """Test-side PointCloud2 builder and reader written with ``struct``, independent of the numpy code
 under test (tiny clouds only: they loop over points)."""
+
 from __future__ import annotations
 
 import struct

@@ -1,4 +1,5 @@
 """rosbag2 recordings (MCAP and sqlite3) of PointCloud2 + PoseStamped, with the annotations sidecar."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -30,7 +31,9 @@ def scannet_frames(scannet_npz) -> list[BagFrame]:
     poses = read_scannet_frames(scannet_npz).cam2world
     # a third of the points per frame keeps the test quick while using the real data
     return [
-        BagFrame(replace(scan.subset(np.arange(i, len(scan), 3)), stamp_ns=1_700_000_000_000_000_000 + i * 100_000_000), pose)
+        BagFrame(
+            replace(scan.subset(np.arange(i, len(scan), 3)), stamp_ns=1_700_000_000_000_000_000 + i * 100_000_000), pose
+        )
         for i, pose in enumerate(poses)
     ]
 
@@ -56,7 +59,7 @@ def test_bag_round_trip_with_poses_and_annotations(tmp_path, scannet_frames, sto
 
 
 @pytest.mark.parametrize("storage", STORAGES)
-def test_organised_cloud_with_nans_and_frames_without_pose(tmp_path, mosd_pcds, storage):
+def test_organized_cloud_with_nans_and_frames_without_pose(tmp_path, mosd_pcds, storage):
     full = load_scan(mosd_pcds[0], skip_nans=False)
     frames = [BagFrame(replace(full, stamp_ns=5)), BagFrame(replace(full, stamp_ns=6), np.eye(4))]
     path = write_bag(tmp_path / "osd", frames, topic="/camera/points", storage=storage)

@@ -1,4 +1,5 @@
 """PLY / PCD / npz reading and writing, LZF, and the real mOSD and ScanNet files."""
+
 from __future__ import annotations
 
 import struct
@@ -66,8 +67,15 @@ def test_write_then_read_is_exact(tmp_path, synthetic, suffix, options):
 
 
 def test_npz_keeps_meta(tmp_path, synthetic):
-    scan = Scan(synthetic.points, meta={"organized_shape": (1, 257), "valid_index": np.arange(257),
-                                        "extra_fields": {"intensity": np.ones(257, np.float32)}, "note": "hi"})  # fmt: skip
+    scan = Scan(
+        synthetic.points,
+        meta={
+            "organized_shape": (1, 257),
+            "valid_index": np.arange(257),
+            "extra_fields": {"intensity": np.ones(257, np.float32)},
+            "note": "hi",
+        },
+    )
     save_scan(scan, tmp_path / "a.npz")
     back = load_scan(tmp_path / "a.npz")
     assert back.meta["note"] == "hi" and back.meta["organized_shape"] == (1, 257)
@@ -95,13 +103,13 @@ def test_mosd_binary_compressed_clouds(mosd_pcds):
     Nine are organised 640x480 with NaN pixels; test58.pcd is stored unorganised (HEIGHT 1) with
     its valid points only.
     """
-    organised = 0
+    organized = 0
     for path in mosd_pcds:
         full = load_scan(path, skip_nans=False)
         assert full.meta["pcd_data"] == "binary_compressed"
         valid = np.isfinite(full.points).all(axis=1)
         if "organized_shape" in full.meta:
-            organised += 1
+            organized += 1
             assert full.meta["organized_shape"] == MOSD_SHAPE and len(full) == MOSD_SHAPE[0] * MOSD_SHAPE[1]
             assert not valid.all(), path.name
         else:
@@ -118,7 +126,7 @@ def test_mosd_binary_compressed_clouds(mosd_pcds):
         np.testing.assert_array_equal(kept.instances, full.instances[index])
         np.testing.assert_array_equal(kept.colors, full.colors[index])
         assert kept.instances.min() >= 1 and kept.instances.max() >= 10  # table parts and objects
-    assert organised == 9
+    assert organized == 9
 
 
 def test_mosd_known_values(mosd_pcds):
@@ -138,7 +146,7 @@ def test_mosd_partial_nan_points_are_dropped(mosd_pcds):
     assert len(kept) == int(np.isfinite(full.points).all(axis=1).sum())
 
 
-def test_mosd_through_pointcloud2_organised_with_nans(mosd_pcds):
+def test_mosd_through_pointcloud2_organized_with_nans(mosd_pcds):
     path = mosd_pcds[0]
     full = load_scan(path, skip_nans=False)
     msg = scan_to_cloud(full, plain_message_types())
@@ -151,7 +159,7 @@ def test_mosd_through_pointcloud2_organised_with_nans(mosd_pcds):
     assert decoded.meta["organized_shape"] == MOSD_SHAPE
 
 
-def test_organised_pcd_round_trip(tmp_path, mosd_pcds):
+def test_organized_pcd_round_trip(tmp_path, mosd_pcds):
     full = load_scan(mosd_pcds[0], skip_nans=False)
     for data in ("binary", "binary_compressed"):
         save_scan(full, tmp_path / f"o_{data}.pcd", data=data)
@@ -181,7 +189,7 @@ def test_ply_mesh_with_faces_loads_vertices(tmp_path):
     np.testing.assert_array_equal(scan.meta["extra_fields"]["alpha"], 255)
 
 
-def test_ascii_ply_float_colours_and_nan(tmp_path):
+def test_ascii_ply_float_colors_and_nan(tmp_path):
     text = (
         "ply\nformat ascii 1.0\nelement vertex 3\nproperty double x\nproperty double y\nproperty double z\n"
         "property float r\nproperty float g\nproperty float b\nproperty int instance\nend_header\n"
@@ -215,7 +223,8 @@ def test_ascii_pcd_with_padding_field_and_counts(tmp_path):
 MALFORMED = {
     "truncated binary pcd": (
         ".pcd",
-        b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\nPOINTS 10\nDATA binary\n" + bytes(50),
+        b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\nPOINTS 10\nDATA binary\n"
+        + bytes(50),
         "binary body has 50 bytes but 10 points x 12 bytes = 120 were expected",
     ),
     "points mismatch": (
@@ -223,14 +232,24 @@ MALFORMED = {
         b"FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 10\nHEIGHT 2\nPOINTS 10\nDATA binary\n",
         "POINTS 10 != WIDTH*HEIGHT = 10*2 = 20",
     ),
-    "bad pcd type": (".pcd", b"FIELDS x y z\nSIZE 4 4 2\nTYPE F F F\nWIDTH 1\nDATA ascii\n1 2 3\n", "field 'z' has TYPE F SIZE 2"),
+    "bad pcd type": (
+        ".pcd",
+        b"FIELDS x y z\nSIZE 4 4 2\nTYPE F F F\nWIDTH 1\nDATA ascii\n1 2 3\n",
+        "field 'z' has TYPE F SIZE 2",
+    ),
     "pcd without z": (".pcd", b"FIELDS x y\nSIZE 4 4\nTYPE F F\nWIDTH 1\nDATA ascii\n1 2\n", "PCD has no field z"),
     "corrupt lzf size": (
         ".pcd",
-        b"FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 2\nDATA binary_compressed\n" + struct.pack("<II", 3, 99) + b"\x00ab",
+        b"FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 2\nDATA binary_compressed\n"
+        + struct.pack("<II", 3, 99)
+        + b"\x00ab",
         "uncompresses to 99 bytes but 2 points x 12 bytes = 24 were expected",
     ),
-    "duplicate pcd field": (".pcd", b"FIELDS x y z x\nSIZE 4 4 4 4\nTYPE F F F F\nWIDTH 1\nDATA ascii\n1 2 3 4\n", "FIELDS names x more than once"),
+    "duplicate pcd field": (
+        ".pcd",
+        b"FIELDS x y z x\nSIZE 4 4 4 4\nTYPE F F F F\nWIDTH 1\nDATA ascii\n1 2 3 4\n",
+        "FIELDS names x more than once",
+    ),
     "duplicate ply property": (
         ".ply",
         b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nproperty float x\nend_header\n1 2 3 4\n",
@@ -240,12 +259,13 @@ MALFORMED = {
     "ply without vertex": (".ply", b"ply\nformat ascii 1.0\nelement face 0\nend_header\n", "no 'vertex' element"),
     "truncated ply": (
         ".ply",
-        b"ply\nformat binary_little_endian 1.0\nelement vertex 5\nproperty float x\nproperty float y\nproperty float z\nend_header\n" + bytes(20),
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 5\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+        + bytes(20),
         "needs 60 bytes (5 x 12) but 20 remain",
     ),
     "not an npz": (".npz", b"hello", "not a readable npz archive"),
     "unknown suffix": (".xyz", b"", "unsupported file type '.xyz'"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
@@ -291,8 +311,12 @@ def test_lzf_literal_compression_round_trip(length):
 
 
 # --- fuzzing the file readers --------------------------------------------------------------------
-PCD_HEADER = b"VERSION 0.7\nFIELDS x y z label\nSIZE 4 4 4 4\nTYPE F F F U\nCOUNT 1 1 1 1\nWIDTH 3\nHEIGHT 1\nPOINTS 3\n"
-PLY_HEADER = b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+PCD_HEADER = (
+    b"VERSION 0.7\nFIELDS x y z label\nSIZE 4 4 4 4\nTYPE F F F U\nCOUNT 1 1 1 1\nWIDTH 3\nHEIGHT 1\nPOINTS 3\n"
+)
+PLY_HEADER = (
+    b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,4 +1,5 @@
 """PointCloud2 decoding of every layout and encoding of scans / labelled clouds."""
+
 from __future__ import annotations
 
 import array
@@ -12,7 +13,6 @@ from ov3d_ros.io.errors import CloudFormatError
 from ov3d_ros.io.files import load_scan
 from ov3d_ros.io.messages import (
     MessageTypes,
-    PointCloud2,
     plain_message_types,
     rclpy_available,
     rclpy_message_types,
@@ -53,15 +53,22 @@ ALL_TYPES_STEP = 72
 
 
 @pytest.mark.parametrize("big_endian", [False, True], ids=["little", "big"])
-@pytest.mark.parametrize(("height", "width", "row_pad"), [(1, 7, 0), (3, 4, 0), (3, 4, 5)], ids=["flat", "organised", "row-padding"])
+@pytest.mark.parametrize(
+    ("height", "width", "row_pad"), [(1, 7, 0), (3, 4, 0), (3, 4, 5)], ids=["flat", "organised", "row-padding"]
+)
 def test_every_datatype_count_padding_and_byte_order(big_endian, height, width, row_pad):
     rng = np.random.default_rng(height * 10 + row_pad + big_endian)
     n = height * width
     values = {s.name: random_values(rng, s, n) for s in ALL_TYPES_SPECS}
     msg = pack_cloud(
-        ALL_TYPES_SPECS, values, height=height, width=width, point_step=ALL_TYPES_STEP,
-        row_step=width * ALL_TYPES_STEP + row_pad, big_endian=big_endian,
-    )  # fmt: skip
+        ALL_TYPES_SPECS,
+        values,
+        height=height,
+        width=width,
+        point_step=ALL_TYPES_STEP,
+        row_step=width * ALL_TYPES_STEP + row_pad,
+        big_endian=big_endian,
+    )
     decoded = read_fields(msg, backend="numpy")
     reference = reference_read(msg)
     assert list(decoded) == [s.name for s in ALL_TYPES_SPECS]
@@ -91,7 +98,12 @@ def test_selected_fields_only():
         read_fields(msg, ["nope"])
 
 
-XYZRGB = [FieldSpec("x", 0, FLOAT32), FieldSpec("y", 4, FLOAT32), FieldSpec("z", 8, FLOAT32), FieldSpec("rgb", 12, FLOAT32)]
+XYZRGB = [
+    FieldSpec("x", 0, FLOAT32),
+    FieldSpec("y", 4, FLOAT32),
+    FieldSpec("z", 8, FLOAT32),
+    FieldSpec("rgb", 12, FLOAT32),
+]
 
 
 def _xyzrgb_values(n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -118,7 +130,7 @@ def test_data_container_types(container):
 
 
 @pytest.mark.parametrize("big_endian", [False, True], ids=["little", "big"])
-def test_packed_colour_layouts_agree(big_endian):
+def test_packed_color_layouts_agree(big_endian):
     values, colors = _xyzrgb_values(11, seed=3)
     bits = values["rgb"].view(np.uint32)
     xyz = XYZRGB[:3]
@@ -127,10 +139,15 @@ def test_packed_colour_layouts_agree(big_endian):
         "rgb UINT32": ([*xyz, FieldSpec("rgb", 12, UINT32)], {"rgb": bits}),
         # PCL's PointXYZRGBA: alpha 255 makes the float view of these bits NaN; must not matter.
         "rgba UINT32 alpha": ([*xyz, FieldSpec("rgba", 12, UINT32)], {"rgba": bits | np.uint32(0xFF000000)}),
-        "rgba FLOAT32 alpha": ([*xyz, FieldSpec("rgba", 12, FLOAT32)], {"rgba": (bits | np.uint32(0xFF000000)).view(np.float32)}),
-        "r g b UINT8": ([*xyz, FieldSpec("r", 12, UINT8), FieldSpec("g", 13, UINT8), FieldSpec("b", 14, UINT8)],
-                        {"r": colors[:, 0], "g": colors[:, 1], "b": colors[:, 2]}),
-    }  # fmt: skip
+        "rgba FLOAT32 alpha": (
+            [*xyz, FieldSpec("rgba", 12, FLOAT32)],
+            {"rgba": (bits | np.uint32(0xFF000000)).view(np.float32)},
+        ),
+        "r g b UINT8": (
+            [*xyz, FieldSpec("r", 12, UINT8), FieldSpec("g", 13, UINT8), FieldSpec("b", 14, UINT8)],
+            {"r": colors[:, 0], "g": colors[:, 1], "b": colors[:, 2]},
+        ),
+    }
     for name, (specs, extra) in layouts.items():
         msg = pack_cloud(specs, {**values, **extra}, height=1, width=11, point_step=16, big_endian=big_endian)
         scan = cloud_to_scan(msg)
@@ -202,9 +219,13 @@ def test_make_labeled_cloud_layout_is_rviz_and_hydra_compatible(family):
 
     assert isinstance(msg, types.point_cloud2)
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
-        ("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1),
-        ("rgb", 12, FLOAT32, 1), ("label", 16, UINT32, 1), ("score", 20, FLOAT32, 1),
-    ]  # fmt: skip
+        ("x", 0, FLOAT32, 1),
+        ("y", 4, FLOAT32, 1),
+        ("z", 8, FLOAT32, 1),
+        ("rgb", 12, FLOAT32, 1),
+        ("label", 16, UINT32, 1),
+        ("score", 20, FLOAT32, 1),
+    ]
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, n, 24, 24 * n)
     assert msg.is_dense is True and msg.is_bigendian is False
     assert msg.header.frame_id == "map" and (msg.header.stamp.sec, msg.header.stamp.nanosec) == (7, 500_000_001)
@@ -246,7 +267,7 @@ def test_scannet_npz_to_pointcloud2_to_numpy_is_exact(scannet_npz, family):
     np.testing.assert_array_equal(back.labels, raw["sem_nyu40"])
 
 
-def test_normals_features_and_organised_round_trip():
+def test_normals_features_and_organized_round_trip():
     rng = np.random.default_rng(4)
     h, w = 3, 5
     points = rng.normal(size=(h * w, 3)).astype(np.float32)
@@ -277,7 +298,7 @@ def test_scan_to_cloud_refuses_labels_that_do_not_fit_16_bits():
 
 
 @pytest.mark.skipif(not rclpy_available(), reason="rclpy message classes not importable")
-def test_rclpy_serialisation_round_trip():
+def test_rclpy_serialization_round_trip():
     rclpy_serialization = pytest.importorskip("rclpy.serialization")
     from sensor_msgs.msg import PointCloud2 as RosPointCloud2
 
@@ -299,8 +320,12 @@ def test_plain_messages_have_the_ros_attribute_names():
 
     for name in ("PointCloud2", "PointField", "Header", "Time"):
         ours = {f.name for f in fields(getattr(messages, name))}
-        ros_type = {"PointCloud2": "sensor_msgs/msg/PointCloud2", "PointField": "sensor_msgs/msg/PointField",
-                    "Header": "std_msgs/msg/Header", "Time": "builtin_interfaces/msg/Time"}[name]  # fmt: skip
+        ros_type = {
+            "PointCloud2": "sensor_msgs/msg/PointCloud2",
+            "PointField": "sensor_msgs/msg/PointField",
+            "Header": "std_msgs/msg/Header",
+            "Time": "builtin_interfaces/msg/Time",
+        }[name]
         ros_class = jazzy_typestore().types[ros_type]
         theirs = {f.name for f in fields(ros_class) if not f.name.isupper() and not f.name.startswith("__")}
         assert ours == theirs, name

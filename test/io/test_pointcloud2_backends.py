@@ -4,6 +4,7 @@ sensor_msgs_py ships with a system ROS 2 (not with the ros-jazzy-* wheels), so t
 tests run there and are skipped elsewhere; the numpy path is checked against an independent
 struct-based reader in test_pointcloud2.py everywhere.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,20 +24,45 @@ needs_sensor_msgs_py = pytest.mark.skipif(
 LAYOUTS = {
     "xyz": ([FieldSpec("x", 0, FLOAT32), FieldSpec("y", 4, FLOAT32), FieldSpec("z", 8, FLOAT32)], 12, 1, 50),
     "xyzrgb padded": (
-        [FieldSpec("x", 0, FLOAT32), FieldSpec("y", 4, FLOAT32), FieldSpec("z", 8, FLOAT32), FieldSpec("rgb", 16, FLOAT32)],
-        32, 1, 40,
+        [
+            FieldSpec("x", 0, FLOAT32),
+            FieldSpec("y", 4, FLOAT32),
+            FieldSpec("z", 8, FLOAT32),
+            FieldSpec("rgb", 16, FLOAT32),
+        ],
+        32,
+        1,
+        40,
     ),
     "all types organised": (
-        [FieldSpec("x", 0, FLOAT64), FieldSpec("y", 8, FLOAT64), FieldSpec("z", 16, FLOAT64), FieldSpec("a", 24, INT8),
-         FieldSpec("b", 25, UINT8), FieldSpec("c", 26, INT16), FieldSpec("d", 28, UINT16), FieldSpec("e", 30, INT32),
-         FieldSpec("f", 34, UINT32), FieldSpec("g", 38, FLOAT32)],
-        44, 4, 6,
+        [
+            FieldSpec("x", 0, FLOAT64),
+            FieldSpec("y", 8, FLOAT64),
+            FieldSpec("z", 16, FLOAT64),
+            FieldSpec("a", 24, INT8),
+            FieldSpec("b", 25, UINT8),
+            FieldSpec("c", 26, INT16),
+            FieldSpec("d", 28, UINT16),
+            FieldSpec("e", 30, INT32),
+            FieldSpec("f", 34, UINT32),
+            FieldSpec("g", 38, FLOAT32),
+        ],
+        44,
+        4,
+        6,
     ),
     "count > 1": (
-        [FieldSpec("x", 0, FLOAT32), FieldSpec("y", 4, FLOAT32), FieldSpec("z", 8, FLOAT32), FieldSpec("features", 12, FLOAT32, 8)],
-        44, 2, 5,
+        [
+            FieldSpec("x", 0, FLOAT32),
+            FieldSpec("y", 4, FLOAT32),
+            FieldSpec("z", 8, FLOAT32),
+            FieldSpec("features", 12, FLOAT32, 8),
+        ],
+        44,
+        2,
+        5,
     ),
-}  # fmt: skip
+}
 
 
 def _cloud(name: str, types):

@@ -1,4 +1,5 @@
 """The PointCloud2 benchmark runs and reports what ov3d-bench prints (no timing asserted here)."""
+
 from __future__ import annotations
 
 import json

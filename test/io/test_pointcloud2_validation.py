@@ -1,4 +1,5 @@
 """Malformed PointCloud2 messages raise CloudFormatError with actionable text; fuzzing never crashes."""
+
 from __future__ import annotations
 
 import warnings
@@ -33,7 +34,10 @@ CASES = {
         lambda: replace(_good(), data=_good().data[:1200]),
         "data has 1200 bytes but width*height*point_step = 1600 (height=1, width=100, point_step=16, row_step=1600)",
     ),
-    "long data": (lambda: replace(_good(), data=_good().data + b"\0"), "data has 1601 bytes but width*height*point_step = 1600"),
+    "long data": (
+        lambda: replace(_good(), data=_good().data + b"\0"),
+        "data has 1601 bytes but width*height*point_step = 1600",
+    ),
     "field overruns point_step": (
         lambda: replace(_good(point_step=12), point_step=10, row_step=1000, data=bytes(1000)),
         "field 'z' (FLOAT32 x1 at offset 8) ends at byte 12 but point_step is 10",
@@ -47,7 +51,10 @@ CASES = {
         "field 'z' has datatype 9; PointField datatypes are 1 (INT8), 2 (UINT8)",
     ),
     "count zero": (lambda: _with_fields(_good(), ("x", 0, 7, 0)), "field 'x' has count 0; count must be >= 1"),
-    "missing z": (lambda: _with_fields(_good(), ("x", 0, 7, 1), ("y", 4, 7, 1)), "cloud has no field 'z' (fields: x, y)"),
+    "missing z": (
+        lambda: _with_fields(_good(), ("x", 0, 7, 1), ("y", 4, 7, 1)),
+        "cloud has no field 'z' (fields: x, y)",
+    ),
     "vector x": (
         lambda: _with_fields(_good(), ("x", 0, 7, 3), ("y", 4, 7, 1), ("z", 8, 7, 1)),
         "field 'x' (FLOAT32 x3 at offset 0) must be a scalar",
@@ -64,12 +71,21 @@ CASES = {
         lambda: replace(_good(n=10), height=2, width=5, row_step=90),
         "data has 160 bytes but height*row_step = 180",
     ),
-    "zero point_step": (lambda: replace(_good(), point_step=0, fields=[]), "point_step is 0 but the cloud has 100 points"),
+    "zero point_step": (
+        lambda: replace(_good(), point_step=0, fields=[]),
+        "point_step is 0 but the cloud has 100 points",
+    ),
     "negative width": (lambda: replace(_good(), width=-3), "width must be >= 0, got -3"),
     "float height": (lambda: replace(_good(), height=1.5), "height must be an integer, got 1.5"),
-    "string data": (lambda: replace(_good(), data="abc"), "data must be bytes, bytearray, array.array('B') or a uint8 numpy array, got str"),
+    "string data": (
+        lambda: replace(_good(), data="abc"),
+        "data must be bytes, bytearray, array.array('B') or a uint8 numpy array, got str",
+    ),
     "data list out of range": (lambda: replace(_good(n=1), data=[0] * 15 + [256]), "integers in [0, 255]"),
-    "not a cloud": (lambda: Scan(np.zeros((1, 3))), "Scan has no attribute 'height': expected a sensor_msgs/msg/PointCloud2"),
+    "not a cloud": (
+        lambda: Scan(np.zeros((1, 3))),
+        "Scan has no attribute 'height': expected a sensor_msgs/msg/PointCloud2",
+    ),
     "non-string name": (lambda: _with_fields(_good(), (7, 0, 7, 1)), "fields[0].name must be a string, got 7"),
     "fields not a list": (lambda: replace(_good(), fields=3), "fields must be a list of PointField, got int"),
     "bad endianness flag": (lambda: replace(_good(), is_bigendian="yes"), "is_bigendian must be a bool"),
@@ -138,8 +154,15 @@ def random_clouds(draw) -> PointCloud2:
     size = height * row_step
     data_length = draw(st.one_of(st.just(size), st.integers(0, 400), st.just(max(size - 1, 0))))
     data = draw(st.binary(min_size=min(data_length, 2000), max_size=min(data_length, 2000)))
-    return PointCloud2(height=height, width=width, fields=field_list, is_bigendian=draw(st.booleans()),
-                       point_step=point_step, row_step=row_step, data=data)  # fmt: skip
+    return PointCloud2(
+        height=height,
+        width=width,
+        fields=field_list,
+        is_bigendian=draw(st.booleans()),
+        point_step=point_step,
+        row_step=row_step,
+        data=data,
+    )
 
 
 @st.composite
@@ -160,8 +183,15 @@ def valid_clouds(draw) -> PointCloud2:
     row_step = width * point_step + draw(st.sampled_from([0, 0, 5]))
     data = draw(st.binary(min_size=height * row_step, max_size=height * row_step))
     container = draw(st.sampled_from([bytes, bytearray, lambda b: np.frombuffer(b, np.uint8), list]))
-    return PointCloud2(height=height, width=width, fields=specs, is_bigendian=draw(st.booleans()),
-                       point_step=point_step, row_step=row_step, data=container(data))  # fmt: skip
+    return PointCloud2(
+        height=height,
+        width=width,
+        fields=specs,
+        is_bigendian=draw(st.booleans()),
+        point_step=point_step,
+        row_step=row_step,
+        data=container(data),
+    )
 
 
 @st.composite

@@ -6,6 +6,7 @@
 Prints one JSON line: {"sent": n, "bytes": b} or {"received": n}. The domain id and any
 Fast DDS profile come from the environment (ROS_DOMAIN_ID, FASTRTPS_DEFAULT_PROFILES_FILE).
 """
+
 from __future__ import annotations
 
 import argparse

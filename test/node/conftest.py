@@ -1,4 +1,5 @@
 """Fixtures for the node tests: real rclpy over Fast DDS on loopback, one ROS domain per test."""
+
 from __future__ import annotations
 
 import os

@@ -1,7 +1,9 @@
 """A SegmentNode plus a client node that talks to it over real topics (shared by the node tests)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -22,8 +24,9 @@ NS = "/segment_node"
 
 
 class NodeRig:
-    def __init__(self, context: Any, segmenter: Any, overrides: dict[str, Any] | None = None,
-                 cloud_qos: QoSProfile | None = None) -> None:
+    def __init__(
+        self, context: Any, segmenter: Any, overrides: dict[str, Any] | None = None, cloud_qos: QoSProfile | None = None
+    ) -> None:
         params = [Parameter(name, value=value) for name, value in (overrides or {}).items()]
         self.node = SegmentNode(segmenter=segmenter, context=context, parameter_overrides=params)
         self.node.bring_up()  # configure + activate, as ov3d-segment does

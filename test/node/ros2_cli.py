@@ -1,4 +1,5 @@
 """Run the README's `ros2 ...` commands as a user would: real processes, one ROS domain per launch."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,14 @@ def ros2_env(domain_id: int, msgs_prefix: Path) -> dict[str, str]:
     def prepend(name: str, value: str) -> str:
         return os.pathsep.join(p for p in (value, os.environ.get(name, "")) if p)
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0", OV3D_MSGS_PREFIX=str(msgs_prefix))
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(domain_id),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONUNBUFFERED="1",
+        RCUTILS_COLORIZED_OUTPUT="0",
+        OV3D_MSGS_PREFIX=str(msgs_prefix),
+    )
     env["PATH"] = prepend("PATH", str(Path(sys.executable).parent))  # the venv's python3 and ros2
     env["PYTHONPATH"] = prepend("PYTHONPATH", str(site))
     env["LD_LIBRARY_PATH"] = prepend("LD_LIBRARY_PATH", str(msgs_prefix / "lib"))
@@ -28,10 +35,20 @@ def ros2_env(domain_id: int, msgs_prefix: Path) -> dict[str, str]:
     return env
 
 
-def run(command: str, env: dict[str, str], cwd: Path, timeout_s: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess:
+def run(
+    command: str, env: dict[str, str], cwd: Path, timeout_s: float = COMMAND_TIMEOUT_S
+) -> subprocess.CompletedProcess:
     """One README command line, through the shell as typed; on a time-out the whole command ends."""
-    proc = subprocess.Popen(command, shell=True, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        shell=True,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -46,10 +63,11 @@ class Launched:
 
     def __init__(self, command: str, env: dict[str, str], cwd: Path) -> None:
         self.log_path = cwd / "launch.log"
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - open for the process's life, closed in stop()
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(command, shell=True, env=env, cwd=cwd, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            command, shell=True, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.env, self.cwd = env, cwd
 
     def log(self) -> str:

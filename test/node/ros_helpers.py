@@ -1,10 +1,11 @@
 """Helpers shared by the node tests (importable as a plain module, unlike conftest)."""
+
 from __future__ import annotations
 
 import itertools
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 # Domain ids 1..100, offset by the process id so parallel test sessions rarely meet.
 _DOMAIN_BASE = (os.getpid() * 7919) % 100

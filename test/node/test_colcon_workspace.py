@@ -8,6 +8,7 @@ wheels instead of a system ROS 2, so the build gets the two CMake arguments `ov3
 passes (the wheels' Python, and the helper that drops the wheels' missing include directories);
 with a system ROS 2 sourced, plain `colcon build` needs neither.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,13 @@ COLCON = Path(sys.executable).parent / "colcon"
 
 def _checkout_copy(dest: Path) -> None:
     """The repository as a clone has it: tracked and untracked-not-ignored files (no .venv, runs/)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "-c", "-o", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "-c", "-o", "--exclude-standard"], cwd=REPO, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
@@ -45,14 +51,17 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def _colcon_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "COLCON_PREFIX_PATH")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "COLCON_PREFIX_PATH")
+    }
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
 def test_colcon_finds_both_packages_and_skips_training(workspace):
-    done = subprocess.run([str(COLCON), "list"], cwd=workspace, env=_colcon_env(), capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(COLCON), "list"], cwd=workspace, env=_colcon_env(), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     found = {line.split("\t")[0]: line.split("\t")[2] for line in done.stdout.splitlines() if line.strip()}
     assert found == {"ov3d_msgs": "(ros.ament_cmake)", "ov3d_ros": "(ros.ament_python)"}, done.stdout
@@ -66,9 +75,21 @@ def built(workspace) -> Path:
     search = os.pathsep.join(str(p) for p in ament_prefixes())  # the wheels' ament_cmake, rosidl
     env.update(AMENT_PREFIX_PATH=search, CMAKE_PREFIX_PATH=search)
     done = subprocess.run(
-        [str(COLCON), "build", "--event-handlers", "console_direct-", "--cmake-args",
-         f"-DCMAKE_PROJECT_INCLUDE={CMAKE_HELPER}", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
-        cwd=workspace, env=env, capture_output=True, text=True, timeout=900,
+        [
+            str(COLCON),
+            "build",
+            "--event-handlers",
+            "console_direct-",
+            "--cmake-args",
+            f"-DCMAKE_PROJECT_INCLUDE={CMAKE_HELPER}",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+            "-DBUILD_TESTING=OFF",
+        ],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "2 packages finished" in done.stdout, done.stdout[-2000:]
@@ -77,8 +98,14 @@ def built(workspace) -> Path:
 
 def _sourced(install: Path, command: str, tmp_path: Path) -> subprocess.CompletedProcess:
     """`source install/setup.bash && COMMAND`, from a folder outside the checkout."""
-    return subprocess.run(["bash", "-c", f"source {install}/setup.bash && {command}"], cwd=tmp_path,
-                          env=_colcon_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", "-c", f"source {install}/setup.bash && {command}"],
+        cwd=tmp_path,
+        env=_colcon_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_installed_packages_answer_ros2(built, ros2_tools, tmp_path):
@@ -88,12 +115,16 @@ def test_the_installed_packages_answer_ros2(built, ros2_tools, tmp_path):
     done = _sourced(built, "ros2 interface show ov3d_msgs/srv/SetQuery", tmp_path)
     assert done.returncode == 0 and "string[] positives" in done.stdout, done.stdout + done.stderr
     done = _sourced(built, "ros2 launch ov3d_ros segment.launch.py --show-args", tmp_path)
-    assert done.returncode == 0 and "'demo':" in done.stdout and "'autostart':" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "'demo':" in done.stdout and "'autostart':" in done.stdout, (
+        done.stdout + done.stderr
+    )
 
 
 def test_python_imports_the_installed_copies(built, tmp_path):
-    probe = ("import ov3d_ros, ov3d_msgs.srv; from ov3d_ros.node.interfaces import load_ov3d_msgs; "
-             "print(ov3d_ros.__file__); print(ov3d_msgs.srv.__file__); print(load_ov3d_msgs().available)")
+    probe = (
+        "import ov3d_ros, ov3d_msgs.srv; from ov3d_ros.node.interfaces import load_ov3d_msgs; "
+        "print(ov3d_ros.__file__); print(ov3d_msgs.srv.__file__); print(load_ov3d_msgs().available)"
+    )
     done = _sourced(built, f'python3 -c "{probe}"', tmp_path)
     assert done.returncode == 0, done.stderr
     node_code, msgs_code, available = done.stdout.split()

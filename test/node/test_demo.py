@@ -1,4 +1,5 @@
 """ov3d-segment --demo: a recording in, an object summary and a PNG out."""
+
 from __future__ import annotations
 
 import os
@@ -18,27 +19,64 @@ TIMEOUT_S = 600
 
 def _run(args: list[str], domain_id: int, cwd) -> subprocess.CompletedProcess:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    return subprocess.run([sys.executable, "-m", "ov3d_ros.node.segment_node", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, "-m", "ov3d_ros.node.segment_node", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
 
 
 def test_demo_queries_come_from_the_recording():
-    annotations = {"entities": {"1": {"category": "Chair"}, "2": {"category": "chair"}, "3": {"category": "wall"},
-                                "4": {"category": "potted  plant", "captions": ["a green plant"]}}}
+    annotations = {
+        "entities": {
+            "1": {"category": "Chair"},
+            "2": {"category": "chair"},
+            "3": {"category": "wall"},
+            "4": {"category": "potted  plant", "captions": ["a green plant"]},
+        }
+    }
     assert demo_queries(annotations) == "chair; potted plant"
     assert demo_queries(None) == DEMO_QUERIES and demo_queries({"entities": {}}) == DEMO_QUERIES
 
 
-def test_demo_plays_a_recording_prints_objects_and_writes_a_png(tmp_path, scannet_scan, random_checkpoint,
-                                                                   ros_domain_id):
+def test_demo_plays_a_recording_prints_objects_and_writes_a_png(
+    tmp_path, scannet_scan, random_checkpoint, ros_domain_id
+):
     half = scannet_scan.subset(np.arange(len(scannet_scan)) % 2 == 0)
-    half.stamp_ns, full = 1_000_000_000, Scan(points=scannet_scan.points, colors=scannet_scan.colors,
-                                              labels=np.ones(len(scannet_scan), np.int32), stamp_ns=2_000_000_000)
-    bag = write_bag(tmp_path / "scene", [half, full], annotations={"objects": [{"category": "sofa"}, {"category": "table"}]})
+    half.stamp_ns, full = (
+        1_000_000_000,
+        Scan(
+            points=scannet_scan.points,
+            colors=scannet_scan.colors,
+            labels=np.ones(len(scannet_scan), np.int32),
+            stamp_ns=2_000_000_000,
+        ),
+    )
+    bag = write_bag(
+        tmp_path / "scene", [half, full], annotations={"objects": [{"category": "sofa"}, {"category": "table"}]}
+    )
     png = tmp_path / "out" / "demo.png"
-    done = _run(["--demo", "--demo-bag", str(bag), "--demo-output", str(png), "--ros-args",
-                 "-p", f"checkpoint:={random_checkpoint}", "-p", "allow_untrained:=true", "-p", "device:=cpu"],
-                ros_domain_id, tmp_path)
+    done = _run(
+        [
+            "--demo",
+            "--demo-bag",
+            str(bag),
+            "--demo-output",
+            str(png),
+            "--ros-args",
+            "-p",
+            f"checkpoint:={random_checkpoint}",
+            "-p",
+            "allow_untrained:=true",
+            "-p",
+            "device:=cpu",
+        ],
+        ros_domain_id,
+        tmp_path,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     out = done.stdout
     assert "demo: 2 cloud(s)" in out and "queries: sofa; table" in out

@@ -1,4 +1,5 @@
 """NodeHealth: rates, latency, drops and levels on a controlled clock."""
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,14 @@ class FakeClock:
 
 
 def _health(clock: FakeClock) -> NodeHealth:
-    return NodeHealth("ov3d_ros: segment_node", device="cpu", model="student-v1 (trained)", input_topic="/cloud",
-                      window_s=10.0, clock=clock)
+    return NodeHealth(
+        "ov3d_ros: segment_node",
+        device="cpu",
+        model="student-v1 (trained)",
+        input_topic="/cloud",
+        window_s=10.0,
+        clock=clock,
+    )
 
 
 def _values(status: DiagnosticStatus) -> dict[str, str]:

@@ -3,6 +3,7 @@
 Two processes, best effort on both sides, 12 clouds of 1.3 MB at 5 Hz: without the profile
 Fast DDS's default shared-memory segment (512 KiB) drops them; with it all 12 arrive.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-
 
 HERE = Path(__file__).resolve().parent
 PROFILE = HERE.parents[1] / "ov3d_ros" / "config" / "fastdds_large_clouds.xml"
@@ -27,11 +27,13 @@ def _transfer(domain_id: int, megabytes: float, profile: Path | None, reliabilit
     if profile is not None:
         env["FASTRTPS_DEFAULT_PROFILES_FILE"] = env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     common = ["--count", str(COUNT), "--reliability", reliability, "--mb", str(megabytes)]
-    sub = subprocess.Popen([sys.executable, str(PROBE), "sub", *common], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    sub = subprocess.Popen(
+        [sys.executable, str(PROBE), "sub", *common], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        pub = subprocess.run([sys.executable, str(PROBE), "pub", *common], env=env, capture_output=True, text=True,
-                             timeout=90)
+        pub = subprocess.run(
+            [sys.executable, str(PROBE), "pub", *common], env=env, capture_output=True, text=True, timeout=90
+        )
         sub_out, sub_err = sub.communicate(timeout=90)
     finally:
         sub.kill()

@@ -1,4 +1,5 @@
 """ov3d_msgs: built by the pip-path builder, loaded by the importer, used over rclpy/Fast DDS."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers import spin_until
 from rclpy.executors import SingleThreadedExecutor
+from ros_helpers import spin_until
 
 from ov3d_ros.core.types import DetectedObject, QueryError
 from ov3d_ros.node import build_interfaces
@@ -24,14 +25,26 @@ from ov3d_ros.node.qos import RESULT_QOS
 def _objects() -> list[DetectedObject]:
     return [
         DetectedObject(
-            query="red mug", semantic_id=1, instance_id=1, center=np.array([1.0, 2.0, 0.5]),
-            size=np.array([0.1, 0.1, 0.12]), orientation=np.array([0.0, 0.0, 0.0, 1.0]),
-            centroid=np.array([1.01, 2.0, 0.49]), num_points=321, score=0.81,
+            query="red mug",
+            semantic_id=1,
+            instance_id=1,
+            center=np.array([1.0, 2.0, 0.5]),
+            size=np.array([0.1, 0.1, 0.12]),
+            orientation=np.array([0.0, 0.0, 0.0, 1.0]),
+            centroid=np.array([1.01, 2.0, 0.49]),
+            num_points=321,
+            score=0.81,
         ),
         DetectedObject(
-            query="trash can", semantic_id=2, instance_id=2, center=np.array([-1.0, 0.0, 0.3]),
-            size=np.array([0.4, 0.4, 0.6]), orientation=np.array([0.0, 0.0, 0.7071068, 0.7071068]),
-            centroid=np.array([-1.0, 0.02, 0.31]), num_points=4000, score=0.66,
+            query="trash can",
+            semantic_id=2,
+            instance_id=2,
+            center=np.array([-1.0, 0.0, 0.3]),
+            size=np.array([0.4, 0.4, 0.6]),
+            orientation=np.array([0.0, 0.0, 0.7071068, 0.7071068]),
+            centroid=np.array([-1.0, 0.02, 0.31]),
+            num_points=4000,
+            score=0.66,
         ),
     ]
 

@@ -1,4 +1,5 @@
 """launch/segment.launch.py: its arguments map to real node parameters; it loads under `launch`."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,7 +20,8 @@ def _load_module():
 def test_arguments_the_issue_asks_for():
     launch_file = _load_module()
     assert {"config", "checkpoint", "device", "namespace", "cloud_topic", "rviz", "demo", "autostart"} <= set(
-        launch_file.ARGUMENTS)
+        launch_file.ARGUMENTS
+    )
     assert launch_file.ARGUMENTS["rviz"][0] == "true" and launch_file.ARGUMENTS["demo"][0] == "false"
     assert launch_file.ARGUMENTS["autostart"][0] == "true"
 
@@ -54,8 +56,8 @@ def test_remapping_rviz_and_demo_switches():
 
 def test_loaded_by_launch(ros2_tools):
     # (`import launch` alone can find this repository's launch/ folder as a namespace package)
-    from launch import LaunchContext, LaunchDescription
     import launch_ros.actions  # noqa: F401
+    from launch import LaunchContext, LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 

@@ -3,6 +3,7 @@
 Also the non-finite coordinates rule (NaN and +-inf points dropped and counted) and the
 SetQuery request rules, which need no node.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,11 @@ RESULT_TIMEOUT_S = 180.0
 
 def _cloud(n: int = 3000, seed: int = 2):
     rng = np.random.default_rng(seed)
-    scan = Scan(points=rng.uniform(0, 3, (n, 3)).astype(np.float32),
-                colors=rng.integers(0, 255, (n, 3), dtype=np.uint8), frame_id="map")
+    scan = Scan(
+        points=rng.uniform(0, 3, (n, 3)).astype(np.float32),
+        colors=rng.integers(0, 255, (n, 3), dtype=np.uint8),
+        frame_id="map",
+    )
     return scan, scan_to_cloud(scan, rclpy_message_types())
 
 
@@ -95,19 +99,32 @@ def test_non_finite_points_are_dropped_and_counted(rig, capfd):
 
 
 def _request(positives=("chair",), negatives=(), threshold=math.nan, background=0, vocabulary=0):
-    return SimpleNamespace(positives=list(positives), negatives=list(negatives), threshold=threshold,
-                           background=background, vocabulary=vocabulary)
+    return SimpleNamespace(
+        positives=list(positives),
+        negatives=list(negatives),
+        threshold=threshold,
+        background=background,
+        vocabulary=vocabulary,
+    )
 
 
 def test_set_query_request_rules():
     assert query_changes(_request(["sofa", "red mug"])) == {"queries": "sofa; red mug"}
     assert query_changes(_request(["sofa"], ["wall"], 0.3, 2)) == {
-        "queries": "sofa", "negatives": "wall", "score_threshold": pytest.approx(0.3), "use_background": False}
+        "queries": "sofa",
+        "negatives": "wall",
+        "score_threshold": pytest.approx(0.3),
+        "use_background": False,
+    }
     assert query_changes(_request(background=1))["use_background"] is True
     assert query_changes(_request(vocabulary=2))["use_vocabulary"] is False
-    for request, reason in [(_request([]), "no positives"), (_request([" "]), "no positives"),
-                            (_request(["a; b"]), "may not contain ';'"), (_request(threshold=1.5), "0..1"),
-                            (_request(background=7), "background must be"),
-                            (_request(vocabulary=3), "vocabulary must be")]:
+    for request, reason in [
+        (_request([]), "no positives"),
+        (_request([" "]), "no positives"),
+        (_request(["a; b"]), "may not contain ';'"),
+        (_request(threshold=1.5), "0..1"),
+        (_request(background=7), "background must be"),
+        (_request(vocabulary=3), "vocabulary must be"),
+    ]:
         with pytest.raises(QueryError, match=reason):
             query_changes(request)

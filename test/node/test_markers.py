@@ -1,4 +1,5 @@
 """Objects -> MarkerArray, and the per-query colours shared with the labelled cloud."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,11 +12,19 @@ from ov3d_ros.node.markers import MIN_BOX_EDGE_M, label_text, objects_to_markers
 from ov3d_ros.node.palette import colorize, query_colors
 
 
-def _obj(query: str, semantic_id: int, instance_id: int, center, size, score: float, yaw: float = 0.0) -> DetectedObject:
+def _obj(
+    query: str, semantic_id: int, instance_id: int, center, size, score: float, yaw: float = 0.0
+) -> DetectedObject:
     return DetectedObject(
-        query=query, semantic_id=semantic_id, instance_id=instance_id, center=np.asarray(center, float),
-        size=np.asarray(size, float), orientation=np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)]),
-        centroid=np.asarray(center, float), num_points=100, score=score,
+        query=query,
+        semantic_id=semantic_id,
+        instance_id=instance_id,
+        center=np.asarray(center, float),
+        size=np.asarray(size, float),
+        orientation=np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)]),
+        centroid=np.asarray(center, float),
+        num_points=100,
+        score=score,
     )
 
 
@@ -48,7 +57,9 @@ def test_delete_all_first_then_box_and_label_per_object():
     assert texts[0].pose.position.z > first.pose.position.z + first.scale.z / 2
     # colours are the query's, the same table the cloud uses
     table = query_colors(2)
-    assert (round(boxes[2].color.r * 255), round(boxes[2].color.g * 255), round(boxes[2].color.b * 255)) == tuple(table[2])
+    assert (round(boxes[2].color.r * 255), round(boxes[2].color.g * 255), round(boxes[2].color.b * 255)) == tuple(
+        table[2]
+    )
     assert 0 < boxes[0].color.a < 1 and texts[0].color.a == 1.0
 
 
@@ -66,7 +77,7 @@ def test_label_text_rounds_score():
     assert label_text(_obj("trash can", 1, 1, [0, 0, 0], [1, 1, 1], 0.666)) == "trash can 0.67"
 
 
-def test_colorize_uses_query_colours_and_dims_background():
+def test_colorize_uses_query_colors_and_dims_background():
     semantic = np.array([0, 1, 2, 0, 2], dtype=np.int32)
     rgb_in = np.full((5, 3), 200, dtype=np.uint8)
     out = colorize(semantic, 2, rgb_in)

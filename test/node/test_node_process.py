@@ -1,4 +1,5 @@
 """The ov3d-segment entry point as its own process, talked to over Fast DDS from this one."""
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,17 @@ START_TIMEOUT_S = 240.0  # torch + the text encoder + a random network on a shar
 
 
 def _start(args: list[str], domain_id: int, tmp_path) -> subprocess.Popen:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               OV3D_MSGS_PREFIX=str(tmp_path / "no_ov3d_msgs"), PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "node.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "ov3d_ros.node.segment_node", *args], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(domain_id),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        OV3D_MSGS_PREFIX=str(tmp_path / "no_ov3d_msgs"),
+        PYTHONUNBUFFERED="1",
+    )
+    log = open(tmp_path / "node.log", "w")  # noqa: SIM115 - the node process writes it until the test ends
+    return subprocess.Popen(
+        [sys.executable, "-m", "ov3d_ros.node.segment_node", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def _stop(proc: subprocess.Popen) -> int:
@@ -39,25 +46,44 @@ def _stop(proc: subprocess.Popen) -> int:
     return proc.wait()
 
 
-def test_node_process_serves_the_scannet_scan_with_json_objects(ros_context, ros_domain_id, random_checkpoint,
-                                                                 scannet_cloud, tmp_path):
-    proc = _start(["--ros-args", "-p", f"checkpoint:={random_checkpoint}", "-p", "allow_untrained:=true",
-                   "-p", "device:=cpu", "-p", "queries:=chair; table", "-r", "__ns:=/robot1"], ros_domain_id, tmp_path)
+def test_node_process_serves_the_scannet_scan_with_json_objects(
+    ros_context, ros_domain_id, random_checkpoint, scannet_cloud, tmp_path
+):
+    proc = _start(
+        [
+            "--ros-args",
+            "-p",
+            f"checkpoint:={random_checkpoint}",
+            "-p",
+            "allow_untrained:=true",
+            "-p",
+            "device:=cpu",
+            "-p",
+            "queries:=chair; table",
+            "-r",
+            "__ns:=/robot1",
+        ],
+        ros_domain_id,
+        tmp_path,
+    )
     client = rclpy.create_node("process_client", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(client)
     try:
         ns = "/robot1/segment_node"
         clouds, markers, objects = [], [], []
-        cloud_pub = client.create_publisher(PointCloud2, f"{ns}/cloud", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        cloud_pub = client.create_publisher(
+            PointCloud2, f"{ns}/cloud", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        )
         query_pub = client.create_publisher(String, f"{ns}/query", QUERY_QOS)
         client.create_subscription(PointCloud2, f"{ns}/labeled_cloud", clouds.append, 5)
         client.create_subscription(MarkerArray, f"{ns}/markers", markers.append, RESULT_QOS)
         client.create_subscription(String, f"{ns}/objects_json", objects.append, RESULT_QOS)
         # a query sent before the node is up reaches it (transient local)
         query_pub.publish(String(data="sofa; chair; lamp"))
-        started = spin_until(executor, lambda: cloud_pub.get_subscription_count() > 0 or proc.poll() is not None,
-                             START_TIMEOUT_S)
+        started = spin_until(
+            executor, lambda: cloud_pub.get_subscription_count() > 0 or proc.poll() is not None, START_TIMEOUT_S
+        )
         assert started and proc.poll() is None, (tmp_path / "node.log").read_text()[-3000:]
         time.sleep(0.5)
         cloud_pub.publish(scannet_cloud)

@@ -1,4 +1,5 @@
 """package.xml of ov3d_ros and ov3d_msgs: siblings at the repository root, every runtime dependency listed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,9 +17,25 @@ def _exec_depends(path: Path, env: dict[str, str]) -> set[str]:
 
 def test_ov3d_ros_lists_what_its_code_imports():
     depends = _exec_depends(REPO / "ov3d_ros" / "package.xml", {})
-    needed = {"rclpy", "rcl_interfaces", "lifecycle_msgs", "ament_index_python", "std_msgs", "sensor_msgs",
-              "geometry_msgs", "visualization_msgs", "diagnostic_msgs", "ov3d_msgs", "launch", "launch_ros",
-              "python3-numpy", "python3-scipy", "python3-yaml", "python3-matplotlib", "rviz2"}
+    needed = {
+        "rclpy",
+        "rcl_interfaces",
+        "lifecycle_msgs",
+        "ament_index_python",
+        "std_msgs",
+        "sensor_msgs",
+        "geometry_msgs",
+        "visualization_msgs",
+        "diagnostic_msgs",
+        "ov3d_msgs",
+        "launch",
+        "launch_ros",
+        "python3-numpy",
+        "python3-scipy",
+        "python3-yaml",
+        "python3-matplotlib",
+        "rviz2",
+    }
     assert needed <= depends, needed - depends
 
 

@@ -1,4 +1,5 @@
 """Input QoS: explicit policies, rosbag2-style matching, incompatible-QoS events (real rclpy)."""
+
 from __future__ import annotations
 
 import pytest
@@ -55,7 +56,12 @@ class _Rig:
 
     def subscribe(self) -> CloudSubscription:
         self.cloud_sub = CloudSubscription(
-            self.sub_node, PointCloud2, "cloud", self.received.append, reliability=self.reliability, depth=1,
+            self.sub_node,
+            PointCloud2,
+            "cloud",
+            self.received.append,
+            reliability=self.reliability,
+            depth=1,
             poll_s=0.1,
         )
         return self.cloud_sub
@@ -124,8 +130,8 @@ def test_auto_waits_for_a_publisher_then_rematches_when_an_incompatible_one_join
     assert sub.qos.reliability == ReliabilityPolicy.RELIABLE
     assert rig.publish_until_received(reliable_pub)
     best_effort_pub = rig.publisher(BEST_EFFORT)
-    assert spin_until(
-        rig.executor, lambda: sub.qos.reliability == ReliabilityPolicy.BEST_EFFORT, 10.0
-    ), "subscription not re-matched after a best-effort publisher joined"
+    assert spin_until(rig.executor, lambda: sub.qos.reliability == ReliabilityPolicy.BEST_EFFORT, 10.0), (
+        "subscription not re-matched after a best-effort publisher joined"
+    )
     rig.received.clear()
     assert rig.publish_until_received(best_effort_pub)

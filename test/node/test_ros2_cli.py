@@ -4,6 +4,7 @@
 commands below talk to it over Fast DDS, and each check is on the effect: a labelled cloud
 arrives, the objects answer the new query, a parameter changed, a transition happened.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,7 +41,9 @@ def test_pip_install_registers_the_package_with_ament(ros2_tools, tmp_path):
     package = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "ov3d_ros")
     for name in ("launch/segment.launch.py", "config/segment.yaml", "rviz/segment.rviz", "package.xml"):
         with open(os.path.join(share, name), "rb") as installed, open(os.path.join(package, name), "rb") as source:
-            assert installed.read() == source.read(), f"installed {name} is an older copy: rerun the README's pip install"
+            assert installed.read() == source.read(), (
+                f"installed {name} is an older copy: rerun the README's pip install"
+            )
     assert os.access(os.path.join(done.stdout.strip(), "lib", "ov3d_ros", "segment_node"), os.X_OK)
 
 
@@ -51,8 +54,9 @@ class Client:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("cli_test_client", context=self.context)
-        self.cloud_pub = self.node.create_publisher(PointCloud2, f"{NS}/cloud",
-                                                    QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.cloud_pub = self.node.create_publisher(
+            PointCloud2, f"{NS}/cloud", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        )
         self.clouds: list[PointCloud2] = []
         self.objects: list = []
         self.node.create_subscription(PointCloud2, f"{NS}/labeled_cloud", self.clouds.append, 5)
@@ -86,8 +90,9 @@ def launched(ros2_tools, ov3d_msgs_prefix, ov3d_msgs_module, tmp_path_factory):
     launch = Launched("ros2 launch ov3d_ros segment.launch.py rviz:=false device:=cpu", env, cwd)
     client = Client(int(env["ROS_DOMAIN_ID"]), ov3d_msgs_module)
     try:
-        up = client.spin_until(lambda: client.cloud_pub.get_subscription_count() > 0 or launch.proc.poll() is not None,
-                               START_TIMEOUT_S)
+        up = client.spin_until(
+            lambda: client.cloud_pub.get_subscription_count() > 0 or launch.proc.poll() is not None, START_TIMEOUT_S
+        )
         assert up and launch.proc.poll() is None, launch.log()[-3000:]
         print(f"ros2 launch: node subscribed after {time.monotonic() - launch.started:.1f} s")
         yield launch, client
@@ -114,13 +119,16 @@ def _cli(launch: Launched, command: str, discovery_timeout_s: float = 30.0):
 def _serve(client: Client, cloud: PointCloud2) -> None:
     clouds, objects = len(client.clouds), len(client.objects)
     client.cloud_pub.publish(cloud)
-    assert client.spin_until(lambda: len(client.clouds) > clouds and len(client.objects) > objects,
-                             RESULT_TIMEOUT_S), "no result"
+    assert client.spin_until(lambda: len(client.clouds) > clouds and len(client.objects) > objects, RESULT_TIMEOUT_S), (
+        "no result"
+    )
 
 
 def test_topic_pub_query_then_param_get(launched, scannet_cloud):
     launch, client = launched
-    code, out = _cli(launch, """ros2 topic pub --once /segment_node/query std_msgs/String "data: 'chair; red mug; trash can'" """)
+    code, out = _cli(
+        launch, """ros2 topic pub --once /segment_node/query std_msgs/String "data: 'chair; red mug; trash can'" """
+    )
     assert code == 0, out
     code, out = _cli(launch, "ros2 param get /segment_node queries")
     assert code == 0 and "String value is: chair; red mug; trash can" in out, out
@@ -151,10 +159,13 @@ def test_service_call_set_query(launched, scannet_cloud):
     launch, client = launched
     _serve(client, scannet_cloud)
     objects = len(client.objects)
-    code, out = _cli(launch, """ros2 service call /segment_node/set_query ov3d_msgs/srv/SetQuery "{positives: [sofa, lamp]}" """)
+    code, out = _cli(
+        launch, """ros2 service call /segment_node/set_query ov3d_msgs/srv/SetQuery "{positives: [sofa, lamp]}" """
+    )
     assert code == 0 and "success=True" in out and "queries=['sofa', 'lamp']" in out, out
-    assert client.spin_until(lambda: len(client.objects) > objects and list(client.objects[-1].queries) == ["sofa", "lamp"],
-                             RESULT_TIMEOUT_S), "no re-query with the new query after set_query"
+    assert client.spin_until(
+        lambda: len(client.objects) > objects and list(client.objects[-1].queries) == ["sofa", "lamp"], RESULT_TIMEOUT_S
+    ), "no re-query with the new query after set_query"
     # refused: the caller is told why, and the query in force stays
     code, out = _cli(launch, """ros2 service call /segment_node/set_query ov3d_msgs/srv/SetQuery "{positives: []}" """)
     assert "success=False" in out and "no positives given" in out and "queries=['sofa', 'lamp']" in out, out
@@ -183,10 +194,13 @@ def test_lifecycle_get_deactivate_activate(launched, scannet_cloud):
 def test_launch_unconfigured_then_a_bad_checkpoint_fails_configure(ros2_tools, ov3d_msgs_prefix, tmp_path):
     env = ros2_env(next_domain_id(), ov3d_msgs_prefix)
     missing = tmp_path / "no_such_model"
-    launch = Launched(f"ros2 launch ov3d_ros segment.launch.py rviz:=false autostart:=false checkpoint:={missing}",
-                      env, tmp_path)
+    launch = Launched(
+        f"ros2 launch ov3d_ros segment.launch.py rviz:=false autostart:=false checkpoint:={missing}", env, tmp_path
+    )
     try:
-        assert launch.wait_for_log("unconfigured, waiting for a lifecycle manager", START_TIMEOUT_S), launch.log()[-2000:]
+        assert launch.wait_for_log("unconfigured, waiting for a lifecycle manager", START_TIMEOUT_S), launch.log()[
+            -2000:
+        ]
         code, out = _cli(launch, "ros2 lifecycle get /segment_node")
         assert code == 0 and out.startswith("unconfigured [1]"), out + launch.log()[-2000:]
         code, out = _cli(launch, "ros2 lifecycle set /segment_node configure")

@@ -3,6 +3,7 @@
 The network has random weights (a plumbing checkpoint marked untrained): these tests check the
 node's wiring, threading and messages, never the quality of its labels.
 """
+
 from __future__ import annotations
 
 import copy
@@ -75,7 +76,7 @@ def _check_result(rig: NodeRig, cloud: PointCloud2, queries: list[str], num_poin
         assert counts[tuple(map(int, pair))] == size
 
 
-def test_scannet_scan_in_labelled_cloud_markers_and_objects_out(rig, scannet_cloud, scannet_scan):
+def test_scannet_scan_in_labeled_cloud_markers_and_objects_out(rig, scannet_cloud, scannet_scan):
     r = rig(queries="chair; table; sofa")
     r.wait_for_match()
     r.cloud_pub.publish(scannet_cloud)
@@ -128,8 +129,11 @@ def _malformed(good: PointCloud2) -> dict[str, PointCloud2]:
 
 def test_malformed_clouds_are_rejected_and_the_next_good_one_is_served(rig, capfd):
     rng = np.random.default_rng(1)
-    scan = Scan(points=rng.uniform(0, 3, (4000, 3)).astype(np.float32),
-                colors=rng.integers(0, 255, (4000, 3), dtype=np.uint8), frame_id="map")
+    scan = Scan(
+        points=rng.uniform(0, 3, (4000, 3)).astype(np.float32),
+        colors=rng.integers(0, 255, (4000, 3), dtype=np.uint8),
+        frame_id="map",
+    )
     good = scan_to_cloud(scan, rclpy_message_types())
     r = rig(queries="chair")
     r.wait_for_match()
@@ -149,7 +153,7 @@ def test_malformed_clouds_are_rejected_and_the_next_good_one_is_served(rig, capf
 
 def test_burst_of_large_clouds_keeps_memory_bounded_and_counts_drops(rig, scannet_scan):
     """10 Hz of ~3.9 MB clouds (243k points) into a slower worker: newest-only, drops counted."""
-    tiled = np.concatenate([scannet_scan.points + [dx, 0.0, 0.0] for dx in (0.0, 8.0, 16.0)]).astype(np.float32)
+    tiled = np.concatenate([[*scannet_scan.points, dx, 0.0, 0.0] for dx in (0.0, 8.0, 16.0)]).astype(np.float32)
     big = Scan(points=tiled, colors=np.tile(scannet_scan.colors, (3, 1)), frame_id="map")
     r = rig(queries="chair", max_rate_hz=2.0)
     r.wait_for_match()
@@ -172,13 +176,17 @@ def test_burst_of_large_clouds_keeps_memory_bounded_and_counts_drops(rig, scanne
         r.cloud_pub.publish(msg)
         r.spin_for(0.1)
     health = r.node.health
-    assert r.spin_until(lambda: not r.node._slot.pending()
-                        and health.processed + health.dropped + health.rejected == health.received, RESULT_TIMEOUT_S)
+    assert r.spin_until(
+        lambda: not r.node._slot.pending() and health.processed + health.dropped + health.rejected == health.received,
+        RESULT_TIMEOUT_S,
+    )
     assert health.received >= 21, f"only {health.received} of 31 clouds arrived"
     assert health.dropped > 0 and health.rejected == 0
     growth = _rss_mb() - rss_before
-    print(f"burst: received {health.received}, processed {health.processed}, dropped {health.dropped}, "
-          f"rss growth {growth:.0f} MB (the first cloud cost {one_cloud_mb:.0f} MB)")
+    print(
+        f"burst: received {health.received}, processed {health.processed}, dropped {health.dropped}, "
+        f"rss growth {growth:.0f} MB (the first cloud cost {one_cloud_mb:.0f} MB)"
+    )
     # nothing may be kept per cloud. Exact at the message level: the node holds no received cloud
     # once its slot is empty (the test's own 31, the rig's collected results and older ones excluded) ...
     ours |= {id(msg) for msg in r.clouds}  # the labelled results the rig's subscriber collected
@@ -240,16 +248,25 @@ def test_broken_checkpoint_and_random_weights_refused(ros_context, tmp_path, ran
     from rclpy.parameter import Parameter
 
     with pytest.raises(StartupError, match="no checkpoint at"):
-        SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(tmp_path / "nope"))]).bring_up()
+        SegmentNode(
+            context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(tmp_path / "nope"))]
+        ).bring_up()
     mismatched = tmp_path / "mismatched"
     shutil.copytree(random_checkpoint, mismatched)
     weights = mismatched / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(StartupError, match="do not match"):
-        SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(mismatched)),
-                                                              Parameter("allow_untrained", value=True)]).bring_up()
+        SegmentNode(
+            context=ros_context,
+            parameter_overrides=[
+                Parameter("checkpoint", value=str(mismatched)),
+                Parameter("allow_untrained", value=True),
+            ],
+        ).bring_up()
     with pytest.raises(StartupError, match="untrained"):
-        SegmentNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(random_checkpoint))]).bring_up()
+        SegmentNode(
+            context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(random_checkpoint))]
+        ).bring_up()
     with pytest.raises(StartupError, match="queries"):
         SegmentNode(context=ros_context, parameter_overrides=[Parameter("queries", value=";")])
 
@@ -271,6 +288,6 @@ def test_ggp_parameters_default_to_the_models_calibrated_setting():
     assert plain.coarsen == 1 and (plain.tau, plain.iterations) == (calibrated.tau, calibrated.iterations)
     assert "cells" not in describe_model(shipped, "default", plain)
     assert tuned.centering == calibrated.centering  # -1 keeps the model's centering
-    uncentred = settings.replace(ggp_centering=0.0).ggp_setting(shipped.config.ggp)  # 0 is "none", not "the model's"
-    assert uncentred.centering == 0.0 and uncentred.coarsen == calibrated.coarsen
+    uncentered = settings.replace(ggp_centering=0.0).ggp_setting(shipped.config.ggp)  # 0 is "none", not "the model's"
+    assert uncentered.centering == 0.0 and uncentered.coarsen == calibrated.coarsen
     assert shipped.config.ggp == calibrated  # the segmenter's own setting is never changed

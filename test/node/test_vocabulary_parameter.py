@@ -1,4 +1,5 @@
 """The node's vocabulary switch (use_vocabulary): default, the QuerySet it makes, validation, re-query."""
+
 from __future__ import annotations
 
 from pathlib import Path

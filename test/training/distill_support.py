@@ -1,5 +1,6 @@
 """Shared pieces of the distillation tests: a random-init (honestly untrained) MPEC teacher, the
 tiny recipe, and small labelled rooms (``mpec_synthetic``) as training scans."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,14 +22,18 @@ VOXEL_SIZE = 0.05  # the synthetic rooms are sampled every 5 cm
 def write_random_teacher(directory: Path, seed: int = 0, voxel_size: float = VOXEL_SIZE, **arch) -> Path:
     """A tiny MPEC teacher with random weights, saved as the MPEC trainer saves, marked untrained."""
     torch.manual_seed(seed)
-    config = MPECModelConfig(**{"channels": (8, 16), "blocks": (1, 1), "decoder_blocks": 1, "adapter_hidden": 32, **arch})
+    config = MPECModelConfig(
+        **{"channels": (8, 16), "blocks": (1, 1), "decoder_blocks": 1, "adapter_hidden": 32, **arch}
+    )
     model = MPECModel(config, 384)
     with torch.no_grad():  # BatchNorm running stats other than (0, 1), as a trained net has
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm1d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
-    metadata = TeacherMetadata(config, TextSpace("minilm-l6-v2", 384, ("{}",)), voxel_size, config.input_features, trained=False)
+    metadata = TeacherMetadata(
+        config, TextSpace("minilm-l6-v2", 384, ("{}",)), voxel_size, config.input_features, trained=False
+    )
     return save_teacher(directory, model, metadata)
 
 

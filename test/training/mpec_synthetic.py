@@ -5,6 +5,7 @@ with per-point instance labels and an annotation sidecar in the simulator's layo
 Each object class has its own shape and colour, so a few training steps can learn to tell them
 apart; sizes are small (a few thousand points) to keep the shared CI machine free.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ OBJECTS = {
 SPACING = 0.05
 
 
-def _box_surface(centre: np.ndarray, half: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _box_surface(center: np.ndarray, half: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     area = 8 * (half[0] * half[1] + half[1] * half[2] + half[0] * half[2])
     n = max(60, int(area / SPACING**2))
     face = rng.integers(0, 6, n)
@@ -34,7 +35,7 @@ def _box_surface(centre: np.ndarray, half: np.ndarray, rng: np.random.Generator)
     axis = face // 2
     sign = np.where(face % 2 == 0, -1.0, 1.0)
     uv[np.arange(n), axis] = sign
-    pts = centre + uv * half
+    pts = center + uv * half
     return pts[pts[:, 2] > 0.005]  # no bottom face (it sits on the floor)
 
 
@@ -49,7 +50,8 @@ def make_room(seed: int, size: float = 2.4) -> tuple[Scan, dict]:
     wall_a = np.stack([wx.ravel(), np.zeros(wx.size), wzz.ravel()], 1)
     wall_b = np.stack([np.zeros(wx.size), wx.ravel(), wzz.ravel()], 1)
     for inst, (pts, name, rgb) in enumerate(
-        [(floor, "floor", (150, 150, 150)), (wall_a, "wall", (235, 230, 220)), (wall_b, "wall", (235, 230, 220))], start=1
+        [(floor, "floor", (150, 150, 150)), (wall_a, "wall", (235, 230, 220)), (wall_b, "wall", (235, 230, 220))],
+        start=1,
     ):
         parts.append(pts + rng.normal(0, 0.003, pts.shape))
         colors.append(np.tile(rgb, (len(pts), 1)))
@@ -61,16 +63,16 @@ def make_room(seed: int, size: float = 2.4) -> tuple[Scan, dict]:
     for k, (cls_index, slot) in enumerate(zip(chosen, slots)):
         name = names[cls_index]
         rgb, half = OBJECTS[name]
-        centre = np.array([slot[0] + rng.uniform(-0.1, 0.1), slot[1] + rng.uniform(-0.1, 0.1), half[2]])
-        pts = _box_surface(centre, np.array(half), rng)
+        center = np.array([slot[0] + rng.uniform(-0.1, 0.1), slot[1] + rng.uniform(-0.1, 0.1), half[2]])
+        pts = _box_surface(center, np.array(half), rng)
         inst = 4 + k
         parts.append(pts)
         colors.append(np.clip(np.array(rgb) + rng.normal(0, 8, (len(pts), 3)), 0, 255))
         instances.append(np.full(len(pts), inst))
-        colour_word = {"table": "red", "chair": "blue", "cabinet": "green", "bed": "yellow"}[name]
+        color_word = {"table": "red", "chair": "blue", "cabinet": "green", "bed": "yellow"}[name]
         entities[str(inst)] = {
             "category": name,
-            "captions": [f"a {colour_word} {name}"],
+            "captions": [f"a {color_word} {name}"],
             "referrals": [f"the {name} near the {'wall' if slot[1] < 1.0 else 'middle of the room'}"],
         }
     points = np.concatenate(parts).astype(np.float32)

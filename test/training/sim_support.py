@@ -1,4 +1,5 @@
 """Shared helpers for the simulator tests (test_sim_*.py)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """GGP calibration on held-out simulated rooms: labels, the search, what is recorded, what is refused."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 
 from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace, read_metadata, record_ggp, save_checkpoint
-from ov3d_ros.core.network import StudentConfig, StudentNet
 from ov3d_ros.core.ggp import GGPConfig
+from ov3d_ros.core.network import StudentConfig, StudentNet
 from ov3d_ros.core.segmenter import Segmenter, SegmenterConfig
+from ov3d_ros.core.voxel import voxelize
 from ov3d_ros.eval.scannet20 import CLASS_NAMES
 from ov3d_ros.io.bags import write_bag
 from ov3d_ros.io.files import save_scan
@@ -25,7 +27,6 @@ from ov3d_training.calibrate.ggp import (
     unpooled_centering,
     variant_settings,
 )
-from ov3d_ros.core.voxel import voxelize
 from ov3d_training.distill.export import generated_rooms
 
 # the simulator's class table (annotations.json "classes"): id -> NYU40 id (None: not a NYU40 class)
@@ -57,8 +58,11 @@ def room_bags(tmp_path_factory):
     root = tmp_path_factory.mktemp("held_out")
     for i in range(2):
         recording = {"generator": "ov3d_training.sim", "seed": 0, "scene_index": 1000 + i}  # as the simulator writes it
-        write_bag(root / f"scene_{1000 + i}", [_room(np.random.default_rng(i))],
-                  annotations={"classes": CLASSES, "entities": [], "recording": recording})  # fmt: skip
+        write_bag(
+            root / f"scene_{1000 + i}",
+            [_room(np.random.default_rng(i))],
+            annotations={"classes": CLASSES, "entities": [], "recording": recording},
+        )
     return root
 
 
@@ -79,8 +83,12 @@ def test_a_room_without_the_class_table_is_refused(tmp_path):
 
 def test_search_keeps_the_best_row_per_variant_and_records_it(random_checkpoint_5cm, room_bags, tmp_path):
     """Random weights: the plumbing of the search, not its numbers."""
-    segmenter = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
-                                          config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)))  # fmt: skip
+    segmenter = Segmenter.from_checkpoint(
+        random_checkpoint_5cm,
+        device="cpu",
+        allow_untrained=True,
+        config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)),
+    )
     rooms = [(p.name, simulated_room_scan(p)) for p in sorted(room_bags.iterdir())]
     embeddings = segmenter.text_encoder.encode(list(CLASS_NAMES))
     result = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.05, 0.2), iterations=(4, 0, 2))
@@ -114,13 +122,25 @@ def test_search_keeps_the_best_row_per_variant_and_records_it(random_checkpoint_
     assert no_objects.ceiling == no_objects.no_pooling == result.no_pooling
 
 
-def test_search_over_pooling_cells_scores_no_pooling_once_and_records_the_cells(random_checkpoint_5cm, room_bags, tmp_path):
+def test_search_over_pooling_cells_scores_no_pooling_once_and_records_the_cells(
+    random_checkpoint_5cm, room_bags, tmp_path
+):
     """Random weights: the plumbing of the coarse-to-fine search, not its numbers."""
-    segmenter = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
-                                          config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)))  # fmt: skip
+    segmenter = Segmenter.from_checkpoint(
+        random_checkpoint_5cm,
+        device="cpu",
+        allow_untrained=True,
+        config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)),
+    )
     rooms = [(p.name, simulated_room_scan(p)) for p in sorted(room_bags.iterdir())]
-    result = calibrate_ggp(segmenter, rooms, segmenter.text_encoder.encode(list(CLASS_NAMES)),
-                           taus=(0.05, 0.2), iterations=(0, 2, 4), coarsen=(1, 3))  # fmt: skip
+    result = calibrate_ggp(
+        segmenter,
+        rooms,
+        segmenter.text_encoder.encode(list(CLASS_NAMES)),
+        taus=(0.05, 0.2),
+        iterations=(0, 2, 4),
+        coarsen=(1, 3),
+    )
     # taus: 1 each for uniform and distance, 2 each for the cosine variants; per variant and tau:
     # T 0 once (no pooling is the same on any cells), T 2 and 4 on each of the 2 cell sizes
     assert len(result.table) == (1 + 1 + 2 + 2) * (1 + 2 * 2)
@@ -134,8 +154,12 @@ def test_search_over_pooling_cells_scores_no_pooling_once_and_records_the_cells(
     record_ggp(checkpoint, model_record(result))
     metadata = read_metadata(checkpoint)
     learned = result.best["ggp_learned"]
-    assert metadata.ggp_config() == GGPConfig(k=8, tau=learned["tau"], iterations=learned["T"], coarsen=learned["coarsen"])
-    assert {v: s.coarsen for v, s in variant_settings(metadata).items()} == {v: b["coarsen"] for v, b in result.best.items()}
+    assert metadata.ggp_config() == GGPConfig(
+        k=8, tau=learned["tau"], iterations=learned["T"], coarsen=learned["coarsen"]
+    )
+    assert {v: s.coarsen for v, s in variant_settings(metadata).items()} == {
+        v: b["coarsen"] for v, b in result.best.items()
+    }
 
 
 def test_search_over_centering_scores_each_share_and_records_the_chosen_one(random_checkpoint_5cm, room_bags, tmp_path):
@@ -163,7 +187,9 @@ def test_search_over_centering_scores_each_share_and_records_the_chosen_one(rand
     metadata = read_metadata(checkpoint)
     learned = result.best["ggp_learned"]
     assert metadata.ggp_config().centering == learned["centering"]
-    assert {v: s.centering for v, s in variant_settings(metadata).items()} == {v: b["centering"] for v, b in result.best.items()}
+    assert {v: s.centering for v, s in variant_settings(metadata).items()} == {
+        v: b["centering"] for v, b in result.best.items()
+    }
     assert metadata.ggp["calibration"]["no_pooling_centered"] == result.no_pooling_centered
     assert unpooled_centering(metadata) == result.no_pooling_centered["centering"]
     assert unpooled_centering(segmenter.metadata) is None  # not calibrated: nothing recorded
@@ -176,7 +202,7 @@ def test_rooms_are_thinned_by_whole_voxels_like_training_items_and_repeatably():
     again = thin_like_training(room, (0.35, 0.6), 0.05, np.random.default_rng([7, 0]))
     assert np.array_equal(thinned.points, again.points)  # same seed, same rooms
     # every kept point's voxel keeps all its points (whole voxels go, as in a training item)
-    key = lambda pts: set(map(tuple, np.floor(pts / 0.05).astype(np.int64)))  # noqa: E731
+    key = lambda pts: set(map(tuple, np.floor(pts / 0.05).astype(np.int64)))
     kept = key(thinned.points)
     whole = np.array([tuple(c) in kept for c in np.floor(room.points / 0.05).astype(np.int64)])
     assert whole.sum() == len(thinned)
@@ -191,8 +217,12 @@ def test_keep_ratio_comes_from_the_students_recipe(random_checkpoint_5cm, room_b
     assert training_keep_ratio(metadata) == (1.0, 1.0)  # no recipe recorded: rooms as rendered
     metadata.extra = {"recipe": {"data": {"augment": {"keep_ratio": [0.35, 1.0]}}}}
     assert training_keep_ratio(metadata) == (0.35, 1.0)
-    segmenter = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
-                                          config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)))  # fmt: skip
+    segmenter = Segmenter.from_checkpoint(
+        random_checkpoint_5cm,
+        device="cpu",
+        allow_untrained=True,
+        config=SegmenterConfig(device="cpu", ggp=GGPConfig(k=8)),
+    )
     rooms = [(p.name, simulated_room_scan(p)) for p in sorted(room_bags.iterdir())]
     embeddings = segmenter.text_encoder.encode(list(CLASS_NAMES))
     dense = calibrate_ggp(segmenter, rooms, embeddings, taus=(0.1,), iterations=(0, 2))
@@ -208,8 +238,10 @@ def test_generated_rooms_are_known_by_generator_seed_and_index(room_bags, tmp_pa
     sources = [str(p) for p in sorted(room_bags.iterdir())]
     loose = tmp_path / "room.ply"
     save_scan(_room(np.random.default_rng(5)), loose)
-    assert generated_rooms(sources + [str(loose), str(tmp_path / "gone")]) == [
-        "ov3d_training.sim:seed=0:scene=1000", "ov3d_training.sim:seed=0:scene=1001"]  # fmt: skip
+    assert generated_rooms([*sources, str(loose), str(tmp_path / "gone")]) == [
+        "ov3d_training.sim:seed=0:scene=1000",
+        "ov3d_training.sim:seed=0:scene=1001",
+    ]
 
 
 def _run(args: list[str]) -> int:
@@ -218,13 +250,19 @@ def _run(args: list[str]) -> int:
     return cli.main(parser.parse_args(args))
 
 
-def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_checkpoint_5cm, room_bags, tmp_path, capsys):
+def test_cli_refuses_random_weights_and_the_students_own_training_rooms(
+    random_checkpoint_5cm, room_bags, tmp_path, capsys
+):
     assert _run(["--student", str(random_checkpoint_5cm), "--data", str(room_bags), "--no-progress"]) == 2
     assert "untrained" in capsys.readouterr().err.lower()
     # a checkpoint (marked trained for this plumbing check only) that lists a room as its training data
     model = StudentNet(StudentConfig())
-    meta = CheckpointMetadata(architecture=model.config, text_space=TextSpace("minilm-l6-v2", 384), voxel_size=0.05,
-                              training_data={"sources": [str(room_bags / "scene_1001")]})  # fmt: skip
+    meta = CheckpointMetadata(
+        architecture=model.config,
+        text_space=TextSpace("minilm-l6-v2", 384),
+        voxel_size=0.05,
+        training_data={"sources": [str(room_bags / "scene_1001")]},
+    )
     trained_on_room = save_checkpoint(tmp_path / "ckpt", model, meta)
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--no-progress"]) == 2
     assert "training data" in capsys.readouterr().err
@@ -234,13 +272,36 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--coarsen", "0", "--no-progress"]) == 2
     assert "--coarsen >= 1" in capsys.readouterr().err
     for share in ("1.5", "-0.25"):
-        assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--centering", "0", share, "--no-progress"]) == 2
+        assert (
+            _run(
+                [
+                    "--student",
+                    str(trained_on_room),
+                    "--data",
+                    str(room_bags),
+                    "--centering",
+                    "0",
+                    share,
+                    "--no-progress",
+                ]
+            )
+            == 2
+        )
         assert "--centering values must lie in [0, 1]" in capsys.readouterr().err
-    assert _run(["--student", str(trained_on_room), "--data", str(room_bags), "--keep-ratio", "0.8", "0.5", "--no-progress"]) == 2
+    assert (
+        _run(
+            ["--student", str(trained_on_room), "--data", str(room_bags), "--keep-ratio", "0.8", "0.5", "--no-progress"]
+        )
+        == 2
+    )
     assert "--keep-ratio must satisfy" in capsys.readouterr().err
     # a recipe whose keep_ratio cannot be a share of voxels: refused with its name, not a traceback
-    bad_recipe = CheckpointMetadata(architecture=model.config, text_space=TextSpace("minilm-l6-v2", 384), voxel_size=0.05,
-                                    extra={"recipe": {"data": {"augment": {"keep_ratio": [0.0, 1.0]}}}})  # fmt: skip
+    bad_recipe = CheckpointMetadata(
+        architecture=model.config,
+        text_space=TextSpace("minilm-l6-v2", 384),
+        voxel_size=0.05,
+        extra={"recipe": {"data": {"augment": {"keep_ratio": [0.0, 1.0]}}}},
+    )
     bad_recipe_ckpt = save_checkpoint(tmp_path / "ckpt_bad_recipe", model, bad_recipe)
     assert _run(["--student", str(bad_recipe_ckpt), "--data", str(room_bags), "--no-progress"]) == 2
     assert "augment.keep_ratio must satisfy" in capsys.readouterr().err
@@ -252,9 +313,12 @@ def test_cli_refuses_random_weights_and_the_students_own_training_rooms(random_c
     assert "bag folders" in capsys.readouterr().err
     # the same generated room elsewhere (moved, or rendered again with the same seed and index)
     moved = StudentNet(StudentConfig())
-    meta = CheckpointMetadata(architecture=moved.config, text_space=TextSpace("minilm-l6-v2", 384), voxel_size=0.05,
-                              training_data={"sources": ["/elsewhere/scene_1000"],
-                                             "rooms": ["ov3d_training.sim:seed=0:scene=1000"]})  # fmt: skip
+    meta = CheckpointMetadata(
+        architecture=moved.config,
+        text_space=TextSpace("minilm-l6-v2", 384),
+        voxel_size=0.05,
+        training_data={"sources": ["/elsewhere/scene_1000"], "rooms": ["ov3d_training.sim:seed=0:scene=1000"]},
+    )
     trained_elsewhere = save_checkpoint(tmp_path / "ckpt_elsewhere", moved, meta)
     assert _run(["--student", str(trained_elsewhere), "--data", str(room_bags), "--no-progress"]) == 2
     assert "scene_1000" in capsys.readouterr().err
@@ -270,12 +334,16 @@ def test_the_shipped_model_knows_its_training_rooms_and_was_calibrated_on_others
 
     metadata = read_metadata(DEFAULT_CHECKPOINT)
     trained_on = metadata.training_data["rooms"]
-    simulated = [s for s in metadata.training_data["sources"] if not s.endswith(".npz")]  # v4 also trained on real scans
+    simulated = [
+        s for s in metadata.training_data["sources"] if not s.endswith(".npz")
+    ]  # v4 also trained on real scans
     assert len(trained_on) == len(set(trained_on)) == len(simulated) > 0
     calibration = metadata.ggp["calibration"]
     calibrated_on = {f"ov3d_training.sim:seed=0:scene={int(name.split('_')[1])}" for name in calibration["rooms"]}
     assert calibrated_on and not calibrated_on & set(trained_on)
-    assert calibration["no_pooling_miou"] < calibration["variants"]["ggp_learned"]["miou"] <= calibration["ceiling_miou"]
+    assert (
+        calibration["no_pooling_miou"] < calibration["variants"]["ggp_learned"]["miou"] <= calibration["ceiling_miou"]
+    )
     # the rooms were thinned as the student's training items were
     assert tuple(calibration["keep_ratio"]) == training_keep_ratio(metadata) == (0.35, 1.0)
 
@@ -283,7 +351,11 @@ def test_the_shipped_model_knows_its_training_rooms_and_was_calibrated_on_others
 def test_calibration_file_has_a_line_per_table_row_and_reads_back():
     from ov3d_training.calibrate.cli import calibration_json
 
-    record = {"k": 16, "best": {"ggp_learned": {"T": 4}}, "table": [{"variant": "a", "T": t, "miou": 1.5 * t} for t in range(3)]}
+    record = {
+        "k": 16,
+        "best": {"ggp_learned": {"T": 4}},
+        "table": [{"variant": "a", "T": t, "miou": 1.5 * t} for t in range(3)],
+    }
     text = calibration_json(record)
     assert json.loads(text) == record
     assert sum('"variant"' in line for line in text.splitlines()) == 3

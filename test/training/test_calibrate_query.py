@@ -1,5 +1,6 @@
 """ov3d-train calibrate-query: the search agrees with ov3d-eval's single mode, --install records the
 rule, and the evaluation scan and the model's training scans are refused."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,8 @@ def room_piece(shared_data, tmp_path_factory):
     """A 2 m x 2 m piece of a real ScanNet room held out from the shipped model (scene0005: a v4
     validation room), not the evaluation scan."""
     scan = load_scan(shared_data / "scannet_rooms" / "scene0005_00.npz")
-    centre = np.median(scan.points[:, :2], axis=0)
-    piece = scan.subset((np.abs(scan.points[:, :2] - centre) < 1.0).all(axis=1))
+    center = np.median(scan.points[:, :2], axis=0)
+    piece = scan.subset((np.abs(scan.points[:, :2] - center) < 1.0).all(axis=1))
     path = tmp_path_factory.mktemp("held_out") / "scene0005_00.npz"
     save_scan(piece, path)
     return path, piece
@@ -67,12 +68,21 @@ def test_search_agrees_with_eval_single_mode(room_piece):
 
 def test_install_records_the_rule_the_node_then_uses(room_piece, model_copy, capsys):
     path, _ = room_piece
-    args = _args(student=model_copy, data=[str(path)], out=model_copy, exclude=[0.8], alias=[None, 0.6],
-                 margin=[0.0, 0.05], install=True)  # fmt: skip
+    args = _args(
+        student=model_copy,
+        data=[str(path)],
+        out=model_copy,
+        exclude=[0.8],
+        alias=[None, 0.6],
+        margin=[0.0, 0.05],
+        install=True,
+    )
     assert cli.main(args) == 0
     printed = json.loads(capsys.readouterr().out)
     recorded = read_metadata(model_copy).query
-    assert {k: recorded[k] for k in ("exclude", "alias", "margin")} == {k: printed["best"][k] for k in ("exclude", "alias", "margin")}
+    assert {k: recorded[k] for k in ("exclude", "alias", "margin")} == {
+        k: printed["best"][k] for k in ("exclude", "alias", "margin")
+    }
     assert recorded["calibration"]["scans"] == [path.name] and recorded["calibration"]["vocabulary"]["names"] > 200
     table = json.loads((model_copy / "query_calibration.json").read_text())
     assert len(table["table"]) == 4

@@ -1,4 +1,5 @@
 """Distillation data: scan preparation (bags and files, cache, normals, refusals) and keyed items."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +53,9 @@ def test_too_small_scans_are_refused_with_their_name(prepared):
 
 def _dataset(files, **sections):
     config = tiny_config(**sections)
-    return DistillDataset(files, VOXEL_SIZE, config.data, config.pairs, config.loss,
-                          config.student.input_features, "rgb_height", seed=3)  # fmt: skip
+    return DistillDataset(
+        files, VOXEL_SIZE, config.data, config.pairs, config.loss, config.student.input_features, "rgb_height", seed=3
+    )
 
 
 def test_items_are_a_function_of_their_key(prepared):

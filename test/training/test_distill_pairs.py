@@ -1,4 +1,5 @@
 """Pair mining and InfoNCE of the distillation: a hand-computed case, a loop reference, edge cases."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,15 @@ def _unit_2d(degrees: list[float]) -> torch.Tensor:
 # teacher features on the unit circle: cos between voxels = cos of the angle between them
 #   voxel:   0    1    2    3    4    5
 ANGLES = [0.0, 30.0, 10.0, 90.0, 65.0, 180.0]
-HAND_CONFIG = PairConfig(anchors=2, positive_candidates=3, hard_negative_neighbors=4, hard_negatives=3,
-                         global_negatives=2, negative_pool=6, margin=0.1)  # fmt: skip
+HAND_CONFIG = PairConfig(
+    anchors=2,
+    positive_candidates=3,
+    hard_negative_neighbors=4,
+    hard_negatives=3,
+    global_negatives=2,
+    negative_pool=6,
+    margin=0.1,
+)
 
 
 def _hand_pairs():
@@ -38,7 +46,9 @@ def test_pairs_hand_computed():
     # anchor 0 (0 deg): candidates 1, 2, 3 have cos .866, .985, 0 -> voxel 2, though voxel 1 is nearer
     # anchor 1 (30 deg): candidates 2, 0, 4 have cos .940, .866, .819 -> voxel 2
     assert pairs.positives.tolist() == [2, 2]
-    assert pairs.positive_similarity.tolist() == pytest.approx([math.cos(math.radians(10)), math.cos(math.radians(20))], abs=1e-6)
+    assert pairs.positive_similarity.tolist() == pytest.approx(
+        [math.cos(math.radians(10)), math.cos(math.radians(20))], abs=1e-6
+    )
     assert pairs.num_global == 2
     # global: least similar of the pool without the anchor and the positive, most dissimilar first
     #   anchor 0: 5 (-1), 3 (0);  anchor 1: 5 (-.866), 3 (.5)
@@ -52,10 +62,14 @@ def test_pairs_hand_computed():
 
 def test_info_nce_hand_computed():
     pairs = _hand_pairs()
-    student = torch.tensor([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1], [0.8, 0, 0.6], [-1, 0, 0]], dtype=torch.float32)
+    student = torch.tensor(
+        [[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1], [0.8, 0, 0.6], [-1, 0, 0]], dtype=torch.float32
+    )
     tau = 0.5
     # anchor 0: positive cos .6; negatives 5, 3, 3, 4, 1 have cos -1, 0, 0, .8, 0
-    loss0 = -math.log(math.exp(0.6 / tau) / (math.exp(0.6 / tau) + math.exp(-1 / tau) + 3 * math.exp(0) + math.exp(0.8 / tau)))
+    loss0 = -math.log(
+        math.exp(0.6 / tau) / (math.exp(0.6 / tau) + math.exp(-1 / tau) + 3 * math.exp(0) + math.exp(0.8 / tau))
+    )
     # anchor 1: positive cos .8; valid negatives 5, 3, 3, 4 all have cos 0 (voxel 0 is masked out)
     loss1 = -math.log(math.exp(0.8 / tau) / (math.exp(0.8 / tau) + 4 * math.exp(0)))
     result = info_nce(student, pairs, tau)
@@ -86,12 +100,21 @@ def test_pairs_match_loop_reference_and_rules():
     rng = np.random.default_rng(3)
     centers = rng.uniform(0, 1, (400, 3)).astype(np.float32)
     guide = rng.normal(size=(400, 8)).astype(np.float32)
-    config = PairConfig(anchors=60, positive_candidates=6, hard_negative_neighbors=20, hard_negatives=5,
-                        global_negatives=7, negative_pool=50, margin=0.05)  # fmt: skip
+    config = PairConfig(
+        anchors=60,
+        positive_candidates=6,
+        hard_negative_neighbors=20,
+        hard_negatives=5,
+        global_negatives=7,
+        negative_pool=50,
+        margin=0.05,
+    )
     anchors = np.sort(rng.choice(400, 60, replace=False))
     neighbors = anchor_neighbors(centers, anchors, config.neighbors)
     pool = np.sort(rng.choice(400, 50, replace=False))
-    pairs = mine_pairs(torch.from_numpy(guide), torch.from_numpy(anchors), torch.from_numpy(neighbors), torch.from_numpy(pool), config)
+    pairs = mine_pairs(
+        torch.from_numpy(guide), torch.from_numpy(anchors), torch.from_numpy(neighbors), torch.from_numpy(pool), config
+    )
     reference = _reference_pairs(guide, anchors, neighbors, pool, config)
     assert pairs.positives.tolist() == [r[0] for r in reference]
     assert pairs.negatives.tolist() == [r[1] for r in reference]
@@ -114,10 +137,22 @@ def test_info_nce_matches_loop_reference():
     student = torch.from_numpy(rng.normal(size=(300, 16)).astype(np.float32)).requires_grad_(True)
     centers = rng.uniform(0, 1, (300, 3))
     anchors = np.arange(0, 300, 7)
-    config = PairConfig(anchors=len(anchors), positive_candidates=4, hard_negative_neighbors=12, hard_negatives=4,
-                        global_negatives=6, negative_pool=64, margin=0.2)  # fmt: skip
-    pairs = mine_pairs(guide, torch.from_numpy(anchors), torch.from_numpy(anchor_neighbors(centers, anchors, 12)),
-                       torch.arange(0, 300, 4), config)  # fmt: skip
+    config = PairConfig(
+        anchors=len(anchors),
+        positive_candidates=4,
+        hard_negative_neighbors=12,
+        hard_negatives=4,
+        global_negatives=6,
+        negative_pool=64,
+        margin=0.2,
+    )
+    pairs = mine_pairs(
+        guide,
+        torch.from_numpy(anchors),
+        torch.from_numpy(anchor_neighbors(centers, anchors, 12)),
+        torch.arange(0, 300, 4),
+        config,
+    )
     result = info_nce(student, pairs, 0.07)
     unit = torch.nn.functional.normalize(student.detach().double(), dim=1)
     losses, correct = [], []
@@ -139,9 +174,13 @@ def test_info_nce_matches_loop_reference():
 
 def test_no_valid_negative_gives_zero_loss_with_gradient():
     guide = _unit_2d([0.0, 1.0, 2.0, 3.0])  # every voxel nearly identical in teacher space
-    pairs = mine_pairs(guide, torch.tensor([0, 1]), torch.tensor([[1, 2], [0, 2]]), torch.arange(4),
-                       PairConfig(positive_candidates=1, hard_negative_neighbors=2, hard_negatives=1, global_negatives=2,
-                                  margin=0.5))  # fmt: skip
+    pairs = mine_pairs(
+        guide,
+        torch.tensor([0, 1]),
+        torch.tensor([[1, 2], [0, 2]]),
+        torch.arange(4),
+        PairConfig(positive_candidates=1, hard_negative_neighbors=2, hard_negatives=1, global_negatives=2, margin=0.5),
+    )
     assert not pairs.valid.any()
     student = torch.randn(4, 8, requires_grad=True)
     result = info_nce(student, pairs)
@@ -160,7 +199,9 @@ def test_tiny_scans_clamp_instead_of_failing():
     anchors = torch.tensor([[0], [2]])
     assert not ((pairs.negatives == anchors) & pairs.valid).any()
     assert not ((pairs.negatives == pairs.positives[:, None]) & pairs.valid).any()
-    single = mine_pairs(torch.randn(1, 4), torch.tensor([0]), torch.zeros((1, 0), dtype=torch.long), torch.arange(1), PairConfig())
+    single = mine_pairs(
+        torch.randn(1, 4), torch.tensor([0]), torch.zeros((1, 0), dtype=torch.long), torch.arange(1), PairConfig()
+    )
     assert len(single) == 0
     assert float(info_nce(torch.randn(1, 8), single).loss) == 0.0
 

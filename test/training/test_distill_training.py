@@ -1,5 +1,6 @@
 """Distillation end to end on tiny synthetic rooms with a random-init teacher (plumbing, CPU):
 whole-scan student, teacher equivalence, loss going down, exact resume, export, CLI, cache."""
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,15 @@ def _task(config: DistillConfig, workspace, run_dir) -> DistillTask:
 def _fit(config: DistillConfig, workspace, run_dir, resume=False, stop_at_step=None):
     _, data, teacher = workspace
     task = DistillTask(config, [str(data)], teacher)
-    trainer = Trainer(task, config.trainer, config.optim, seed=config.seed, run_dir=run_dir, resume=resume,
-                      config_record={"recipe": to_dict(config)})  # fmt: skip
+    trainer = Trainer(
+        task,
+        config.trainer,
+        config.optim,
+        seed=config.seed,
+        run_dir=run_dir,
+        resume=resume,
+        config_record={"recipe": to_dict(config)},
+    )
     return trainer.fit(stop_at_step=stop_at_step), task
 
 
@@ -104,13 +112,24 @@ def test_student_runs_on_the_whole_scan(workspace, tmp_path):
         start = batch.offsets[b]
         # the student's output for scan b is its output on scan b alone: the network saw every voxel
         with torch.no_grad():
-            single = padded_sparse_tensor(torch.from_numpy(item.coords), torch.from_numpy(item.student_features),
-                                          torch.zeros(item.num_voxels, dtype=torch.long), levels=2)  # fmt: skip
+            single = padded_sparse_tensor(
+                torch.from_numpy(item.coords),
+                torch.from_numpy(item.student_features),
+                torch.zeros(item.num_voxels, dtype=torch.long),
+                levels=2,
+            )
             _, alone = model.student(single, semantic=False)
-        torch.testing.assert_close(affinity[start : start + item.num_voxels], alone, atol=3e-4, rtol=1e-3)  # summation order
+        torch.testing.assert_close(
+            affinity[start : start + item.num_voxels], alone, atol=3e-4, rtol=1e-3
+        )  # summation order
         # pairs index into that full-scan output; the anchors are a small sample of its voxels
-        pairs = mine_pairs(teacher.guide[start : start + item.num_voxels], batch.anchors[b], batch.neighbors[b],
-                           batch.pools[b], task.config.pairs)  # fmt: skip
+        pairs = mine_pairs(
+            teacher.guide[start : start + item.num_voxels],
+            batch.anchors[b],
+            batch.neighbors[b],
+            batch.pools[b],
+            task.config.pairs,
+        )
         used = torch.cat([pairs.anchors, pairs.positives, pairs.negatives[pairs.valid]])
         assert int(used.max()) < item.num_voxels and int(used.min()) >= 0
         assert len(pairs) == task.config.pairs.anchors < item.num_voxels
@@ -159,7 +178,6 @@ def test_every_parameter_gets_a_gradient(workspace, tmp_path, overrides):
 
 def test_benchmark_reports_every_stage():
     from ov3d_training.distill.bench import run
-
     from ov3d_training.mpec.model import MPECModelConfig
 
     tiny_teacher = MPECModelConfig(channels=(8, 16), blocks=(1, 1), decoder_blocks=1, adapter_hidden=32)
@@ -221,8 +239,11 @@ def test_resume_is_exact(full_run, workspace):
     assert straight["step"] == resumed["step"] == config.trainer.steps
     for name, tensor in straight["model"].items():
         torch.testing.assert_close(resumed["model"][name], tensor, rtol=0, atol=0, msg=name)
+
     def rows(folder):  # the log, timings aside
-        return [r.split(",")[:4] for r in (folder / "metrics.csv").read_text().splitlines() if ",sec_per_step," not in r]
+        return [
+            r.split(",")[:4] for r in (folder / "metrics.csv").read_text().splitlines() if ",sec_per_step," not in r
+        ]
 
     assert rows(run_dir) == rows(result.run_dir)
 
@@ -301,10 +322,28 @@ def test_cli_runs_resumes_and_refuses_bad_input(workspace, tmp_path, capsys):
     assert cli.main(_args("--out", out, "--resume", "--teacher", other)) == 2
     assert "resume with the original teacher" in capsys.readouterr().err
     # no teacher there; an invalid recipe value
-    assert cli.main(_args("--teacher", tmp_path / "missing", "--data", data, "--out", tmp_path / "x", "--config", recipe)) == 2
+    assert (
+        cli.main(_args("--teacher", tmp_path / "missing", "--data", data, "--out", tmp_path / "x", "--config", recipe))
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
-    assert cli.main(_args("--teacher", teacher, "--data", data, "--out", tmp_path / "y", "--config", recipe,
-                          "--set", "pairs.margin=-1")) == 2  # fmt: skip
+    assert (
+        cli.main(
+            _args(
+                "--teacher",
+                teacher,
+                "--data",
+                data,
+                "--out",
+                tmp_path / "y",
+                "--config",
+                recipe,
+                "--set",
+                "pairs.margin=-1",
+            )
+        )
+        == 2
+    )
     assert "margin" in capsys.readouterr().err
 
 
@@ -318,8 +357,18 @@ def test_validation_on_the_scannet_scan_writes_the_best_student(workspace, tmp_p
     model = _model(task, 0).eval()
     with pytest.warns(VoxelCapWarning):  # max_voxels keeps the test small
         metrics = task.validate(model, CPU, step=3)
-    for key in ("objective", "nce_loss", "nce_acc", "sem_cos", "miou", "miou_ggp", "miou_uniform", "miou_distance",
-                "teacher_miou", "best_objective"):  # fmt: skip
+    for key in (
+        "objective",
+        "nce_loss",
+        "nce_acc",
+        "sem_cos",
+        "miou",
+        "miou_ggp",
+        "miou_uniform",
+        "miou_distance",
+        "teacher_miou",
+        "best_objective",
+    ):
         assert key in metrics and np.isfinite(metrics[key]), key
     assert 0.0 <= metrics["miou"] <= 100.0 and metrics["best_objective"] == metrics["objective"]
     best = read_metadata(tmp_path / "run" / "student_best")
@@ -333,7 +382,9 @@ def test_validation_on_the_scannet_scan_writes_the_best_student(workspace, tmp_p
     task.best_objective = metrics["objective"] - 1.0
     again = task.validate(model, CPU, step=4)
     assert again["best_objective"] == pytest.approx(metrics["objective"] - 1.0)
-    assert read_metadata(tmp_path / "run" / "student_best").metrics["val_objective"] == pytest.approx(metrics["objective"])
+    assert read_metadata(tmp_path / "run" / "student_best").metrics["val_objective"] == pytest.approx(
+        metrics["objective"]
+    )
 
 
 # ----------------------------------------------------------------------------- data parallel
@@ -348,17 +399,37 @@ def test_torchrun_two_gloo_processes_match_one_process(full_run, workspace, tmp_
     _, data, teacher = workspace
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     double = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "ov3d_training.distill.cli", "--teacher", str(teacher), "--data", str(data),
-         "--config", str(TINY_RECIPE), "--out", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "ov3d_training.distill.cli",
+            "--teacher",
+            str(teacher),
+            "--data",
+            str(data),
+            "--config",
+            str(TINY_RECIPE),
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     assert "x2" in double.stdout
 
     def curve(run):
         with open(run / "metrics.csv", newline="") as handle:
-            return {(int(r["step"]), r["name"]): float(r["value"]) for r in csv.DictReader(handle) if r["split"] == "train"}
+            return {
+                (int(r["step"]), r["name"]): float(r["value"]) for r in csv.DictReader(handle) if r["split"] == "train"
+            }
 
     one, two = curve(result.run_dir), curve(tmp_path / "two")
     for step in range(1, config.trainer.steps + 1):

@@ -1,4 +1,5 @@
 """``init`` in a distillation recipe: the student starts from a trained checkpoint's weights."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,9 @@ SMALL = StudentArchConfig(channels=(8, 16), blocks=(1, 1), decoder_blocks=1, hea
 def _saved(tmp_path, arch: StudentArchConfig, seed: int):
     torch.manual_seed(seed)
     net = StudentNet(arch.build(MINILM_DIM))
-    meta = CheckpointMetadata(architecture=net.config, text_space=TextSpace(MINILM_ID, MINILM_DIM), trained=True, voxel_size=0.05)
+    meta = CheckpointMetadata(
+        architecture=net.config, text_space=TextSpace(MINILM_ID, MINILM_DIM), trained=True, voxel_size=0.05
+    )
     return net, save_checkpoint(tmp_path / f"student_{seed}", net, meta)
 
 
@@ -33,8 +36,11 @@ def test_warm_start_copies_every_tensor(tmp_path):
 
 def test_warm_start_refuses_another_architecture_and_a_missing_checkpoint(tmp_path):
     _, path = _saved(tmp_path, SMALL, seed=1)
-    other = StudentNet(StudentArchConfig(channels=(8, 32), blocks=(1, 1), decoder_blocks=1, head_hidden=16,
-                                         semantic_rank=8).build(MINILM_DIM))  # fmt: skip
+    other = StudentNet(
+        StudentArchConfig(channels=(8, 32), blocks=(1, 1), decoder_blocks=1, head_hidden=16, semantic_rank=8).build(
+            MINILM_DIM
+        )
+    )
     with pytest.raises(ConfigError, match="does not match"):
         warm_start(other, path)
     with pytest.raises(ConfigError, match="init"):

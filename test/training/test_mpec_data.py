@@ -1,4 +1,5 @@
 """MPEC data: augmentation, over-segmentation, sources (and the evaluation-scan guard), scene preparation."""
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,15 @@ def test_rotation_and_flip_are_rigid_about_the_vertical_axis():
     assert np.allclose(view.colors, 0.5)
 
 
-def test_scale_jitter_colour_and_elastic_stay_bounded():
+def test_scale_jitter_color_and_elastic_stay_bounded():
     rng = np.random.default_rng(1)
     points = rng.uniform(0, 2, (2000, 3)).astype(np.float32)
     colors = rng.uniform(0, 1, (2000, 3)).astype(np.float32)
     config = AugmentConfig(rotate_z_deg=0.0, flip_p=0.0, elastic=[], elastic_p=0.0, scale=(1.2, 1.2))
     view = augment_view(points, colors, None, config, rng)
     assert view.normals is None
-    centre = np.r_[points[:, :2].mean(axis=0), 0.0]
-    expected = (points - centre) * 1.2
+    center = np.r_[points[:, :2].mean(axis=0), 0.0]
+    expected = (points - center) * 1.2
     assert np.abs(view.points - expected).max() <= config.jitter_clip + 1e-5
     assert view.colors.min() >= 0.0 and view.colors.max() <= 1.0
     shifted = elastic_distortion(points.astype(np.float64), 0.2, 0.4, np.random.default_rng(2))
@@ -59,7 +60,7 @@ def test_scale_jitter_colour_and_elastic_stay_bounded():
 
 
 # --------------------------------------------------------------------------- over-segmentation
-def two_coloured_planes(spacing: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def two_colored_planes(spacing: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     g = np.arange(0, 1.0, spacing)
     x, y = np.meshgrid(g, g, indexing="ij")
     floor = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], 1)
@@ -72,8 +73,8 @@ def two_coloured_planes(spacing: float = 0.02) -> tuple[np.ndarray, np.ndarray, 
     return points, colors.astype(np.uint8), truth
 
 
-def test_overseg_separates_geometry_and_colour_boundaries():
-    points, colors, truth = two_coloured_planes()
+def test_overseg_separates_geometry_and_color_boundaries():
+    points, colors, truth = two_colored_planes()
     segments = oversegment(points, colors, None, OversegConfig(min_size=20))
     # segments stay inside one true part (PCA normals blur the crease: a few points there may
     # leak), and parts are not shattered: each is mostly one segment
@@ -87,7 +88,7 @@ def test_overseg_separates_geometry_and_colour_boundaries():
 
 
 def test_pca_normals_of_planes():
-    points, _, truth = two_coloured_planes()
+    points, _, truth = two_colored_planes()
     normals = estimate_normals(points, 16)
     inside = (points[:, 0] > 0.1) & (points[:, 0] < 0.9) & (points[:, 1] > 0.1) & (points[:, 2] > 0.1)
     assert np.allclose(np.abs(normals[(truth != 1) & inside][:, 2]), 1.0, atol=1e-3)
@@ -204,13 +205,19 @@ def test_prepare_scenes_caches_by_content(tmp_path):
 
 
 def test_parse_annotation_layouts():
-    nested = {"entities": {"3": {"category": "chair", "captions": ["a chair"], "referrals": [{"text": "the left chair"}]}}}
+    nested = {
+        "entities": {"3": {"category": "chair", "captions": ["a chair"], "referrals": [{"text": "the left chair"}]}}
+    }
     flat = {"3": {"category": "chair", "captions": "a chair", "referrals": ["the left chair"]}, "version": 2}
     listed = {"entities": [{"id": 3, "category": "chair", "captions": ["a chair"], "referrals": ["the left chair"]}]}
     for layout in (nested, flat, listed):
         parsed = parse_annotations(layout)
         assert list(parsed) == [3]
-        assert parsed[3].category == "chair" and parsed[3].captions == ["a chair"] and parsed[3].referrals == ["the left chair"]
+        assert (
+            parsed[3].category == "chair"
+            and parsed[3].captions == ["a chair"]
+            and parsed[3].referrals == ["the left chair"]
+        )
     with pytest.raises(ValueError):
         parse_annotations({"entities": [{"category": "chair"}]})
 

@@ -1,4 +1,5 @@
 """Each MPEC loss against a small case computed by hand."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Grid masks (exclusive between views, ~40 % of 0.1 m cells) and the learnable mask token."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from ov3d_training.data.augment import AugmentConfig
-from ov3d_training.data.dataset import ViewConfig, collate_items, colour_channels, make_item
+from ov3d_training.data.dataset import ViewConfig, collate_items, color_channels, make_item
 from ov3d_training.data.masking import GridMaskConfig, exclusive_grid_masks
 from ov3d_training.data.scene import TrainingScene
 from ov3d_training.mpec.model import MPECModel, MPECModelConfig
@@ -56,18 +57,24 @@ def test_masks_are_reproducible_and_vary_with_the_seed():
 
 
 def test_ratio_above_one_half_is_refused():
-    with pytest.raises(ValueError, match="0.5"):
+    with pytest.raises(ValueError, match=r"0\.5"):
         GridMaskConfig(ratio=0.6)
 
 
 def _scene(rng: np.random.Generator, n: int = 1500) -> TrainingScene:
     points = rng.uniform(0, 1.5, (n, 3)).astype(np.float32)
     return TrainingScene(
-        points=points, colors=rng.integers(0, 255, (n, 3)).astype(np.uint8),
-        normals=np.tile(np.float32([0, 0, 1]), (n, 1)), entity=(np.arange(n) % 4).astype(np.int32),
-        texts=(), text_embeddings=np.zeros((0, 8), np.float32), match_text=np.zeros(0, np.int32),
-        match_entity=np.zeros(0, np.int32), entity_source="instances", source="synthetic",
-    )  # fmt: skip
+        points=points,
+        colors=rng.integers(0, 255, (n, 3)).astype(np.uint8),
+        normals=np.tile(np.float32([0, 0, 1]), (n, 1)),
+        entity=(np.arange(n) % 4).astype(np.int32),
+        texts=(),
+        text_embeddings=np.zeros((0, 8), np.float32),
+        match_text=np.zeros(0, np.int32),
+        match_entity=np.zeros(0, np.int32),
+        entity_source="instances",
+        source="synthetic",
+    )
 
 
 def test_voxel_is_masked_iff_one_of_its_points_is():
@@ -80,44 +87,44 @@ def test_voxel_is_masked_iff_one_of_its_points_is():
     assert not (item.views[0].point_masked & item.views[1].point_masked).any()
 
 
-def test_mask_token_replaces_only_masked_colours():
+def test_mask_token_replaces_only_masked_colors():
     torch.manual_seed(0)
     model = MPECModel(MPECModelConfig(channels=(8, 16), blocks=(1, 1), decoder_blocks=1, adapter_hidden=16), text_dim=8)
     with torch.no_grad():
         model.mask_token.copy_(torch.tensor([0.25, -0.5, 0.75]))
-    colour = colour_channels("rgb_height")
+    color = color_channels("rgb_height")
     features = torch.randn(50, 4)
     masked = torch.zeros(50, dtype=torch.bool)
     masked[::3] = True
     out = model.apply_mask_token(features, masked)
     assert torch.equal(out[~masked], features[~masked])  # unmasked voxels: untouched
-    assert torch.equal(out[masked][:, colour], model.mask_token.detach().expand(int(masked.sum()), 3))
-    other = [c for c in range(4) if not (colour.start <= c < colour.stop)]
+    assert torch.equal(out[masked][:, color], model.mask_token.detach().expand(int(masked.sum()), 3))
+    other = [c for c in range(4) if not (color.start <= c < color.stop)]
     assert torch.equal(out[masked][:, other], features[masked][:, other])  # height is not masked
     # the token learns only through masked voxels
     out.sum().backward()
     assert torch.allclose(model.mask_token.grad, torch.full((3,), float(masked.sum())))
 
 
-def test_masked_colour_never_reaches_the_network():
+def test_masked_color_never_reaches_the_network():
     rng = np.random.default_rng(2)
     scene = _scene(rng)
     item = make_item(scene, 0.05, UNTHINNED, np.random.default_rng(5))
     batch = collate_items([item])
     model = MPECModel(MPECModelConfig(channels=(8, 16), blocks=(1, 1), decoder_blocks=1, adapter_hidden=16), text_dim=8)
     seen = model.apply_mask_token(batch.features, batch.voxel_masked)
-    colour = colour_channels("rgb_height")
+    color = color_channels("rgb_height")
     # changing the colours of masked points changes nothing the network sees
-    recoloured = TrainingScene(**{**scene.__dict__})
-    recoloured.colors = scene.colors.copy()
+    recolored = TrainingScene(**{**scene.__dict__})
+    recolored.colors = scene.colors.copy()
     hidden = np.zeros(len(scene.points), dtype=bool)
     hidden[np.flatnonzero(item.views[0].point_masked)] = True
-    recoloured.colors[hidden] = 255 - recoloured.colors[hidden]
-    item2 = make_item(recoloured, 0.05, UNTHINNED, np.random.default_rng(5))
+    recolored.colors[hidden] = 255 - recolored.colors[hidden]
+    item2 = make_item(recolored, 0.05, UNTHINNED, np.random.default_rng(5))
     batch2 = collate_items([item2])
     seen2 = model.apply_mask_token(batch2.features, batch2.voxel_masked)
     view_u = batch.batch_index == 0
-    assert torch.equal(seen[view_u][:, colour], seen2[view_u][:, colour])
+    assert torch.equal(seen[view_u][:, color], seen2[view_u][:, color])
     # ... while view v sees them (they are visible there), so its input does change
     view_v = batch.batch_index == 1
-    assert not torch.equal(seen[view_v][:, colour], seen2[view_v][:, colour])
+    assert not torch.equal(seen[view_v][:, color], seen2[view_v][:, color])

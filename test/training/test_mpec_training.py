@@ -1,5 +1,6 @@
 """A short MPEC run on a few simulated recordings learns: the loss falls and entity <-> text
 retrieval rises measurably over the untrained network (same seed, same initial weights)."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,22 @@ TINY = REPO / "training" / "configs" / "mpec_tiny.yaml"
 def simulated(tmp_path_factory) -> Path:
     require_furniture()
     out = tmp_path_factory.mktemp("sim")
-    code = main(["sim", "--scenes", "3", "--out", str(out), "--frames-per-scene", "20", "--resolution", "160x120",
-                 "--workers", "1", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "sim",
+            "--scenes",
+            "3",
+            "--out",
+            str(out),
+            "--frames-per-scene",
+            "20",
+            "--resolution",
+            "160x120",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return out
 
@@ -38,9 +53,27 @@ def simulated(tmp_path_factory) -> Path:
 def test_short_run_lowers_the_loss_and_raises_retrieval(simulated, tmp_path):
     run = tmp_path / "run"
     steps = 60
-    code = main(["mpec", "--config", str(TINY), "--data", str(simulated), "--out", str(run),
-                 "--set", f"trainer.steps={steps}", "--set", "trainer.log_every=5", "--set", "trainer.checkpoint_every=0",
-                 "--set", "data.voxel_size=0.05", "--set", "data.max_points=6000"])  # fmt: skip
+    code = main(
+        [
+            "mpec",
+            "--config",
+            str(TINY),
+            "--data",
+            str(simulated),
+            "--out",
+            str(run),
+            "--set",
+            f"trainer.steps={steps}",
+            "--set",
+            "trainer.log_every=5",
+            "--set",
+            "trainer.checkpoint_every=0",
+            "--set",
+            "data.voxel_size=0.05",
+            "--set",
+            "data.max_points=6000",
+        ]
+    )
     assert code == 0
     prepared = json.loads((run / "prepared.json").read_text())
     assert len(prepared["sources"]) == 3

@@ -1,4 +1,5 @@
 """The accuracy report (ov3d-train report): its numbers are the node's numbers, its affinity metric is exact."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ from ov3d_training.report.scannet import class_confusion, confusions, instance_m
 @pytest.fixture(scope="module")
 def plumbing_segmenter(random_checkpoint_5cm):
     """Random weights: for checking that the report computes what the node computes, nothing more."""
-    return Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
-                                     config=SegmenterConfig(device="cpu"))  # fmt: skip
+    return Segmenter.from_checkpoint(
+        random_checkpoint_5cm, device="cpu", allow_untrained=True, config=SegmenterConfig(device="cpu")
+    )
 
 
 def test_majority_label_per_voxel_matches_a_loop():
@@ -44,7 +46,9 @@ def test_majority_label_per_voxel_matches_a_loop():
 
 def test_class_confusion_gives_each_true_class_the_shares_of_its_points():
     target = np.array([0, 0, 0, 0, 2, 2, -1, -1])
-    prediction = np.array([0, 1, 1, 2, 2, 2, 0, -1])  # points of ignored truth (-1) are skipped, whatever they were given
+    prediction = np.array(
+        [0, 1, 1, 2, 2, 2, 0, -1]
+    )  # points of ignored truth (-1) are skipped, whatever they were given
     shares = class_confusion(target, prediction, 3)
     np.testing.assert_allclose(shares[0], [0.25, 0.5, 0.25])
     np.testing.assert_allclose(shares[1], [0.0, 0.0, 0.0])  # absent class: an empty row, not NaN
@@ -82,8 +86,10 @@ def _table_scene(rng, tilt_deg: float = 25.0) -> Scan:
     """A 1.2 x 0.8 m table (labels 1), a box standing on it (10) and a box floating 0.5 m above (11),
     seen by a camera at the origin looking down the tilted optical axis."""
     table = np.c_[rng.uniform(-0.6, 0.6, 6000), rng.uniform(-0.4, 0.4, 6000), np.zeros(6000)]
-    def box(centre, size, n):
-        return centre + rng.uniform(-0.5, 0.5, (n, 3)) * size
+
+    def box(center, size, n):
+        return center + rng.uniform(-0.5, 0.5, (n, 3)) * size
+
     standing = box(np.array([-0.25, 0.0, 0.1]), np.array([0.2, 0.2, 0.2]), 3000)
     floating = box(np.array([0.3, 0.0, 0.6]), np.array([0.25, 0.25, 0.25]), 3000)
     points = np.concatenate([table, standing, floating])
@@ -112,7 +118,9 @@ def test_inside_share_is_one_for_an_isolated_object_and_below_for_a_touching_one
         assert result.inside_t_steps[variant] <= share + 1e-6, variant  # mass only leaks further with T
     # the floating box has every neighbour inside, the standing one shares its base with the table:
     # per object, recompute with one object at a time
-    only_floating = Scan(points=scan.points, colors=scan.colors, instances=np.where(scan.instances == 10, 1, scan.instances))
+    only_floating = Scan(
+        points=scan.points, colors=scan.colors, instances=np.where(scan.instances == 10, 1, scan.instances)
+    )
     floating = cloud_affinity(plumbing_segmenter, only_floating, "floating only")
     assert floating.objects == 1
     for variant in floating.inside_one_step:
@@ -124,14 +132,16 @@ def test_inside_share_is_one_for_an_isolated_object_and_below_for_a_touching_one
     both = cloud_affinity(plumbing_segmenter, scan, "synthetic", settings=cells)
     assert set(both.inside_one_step) == set(result.inside_one_step) | {"ggp_learned_voxels"}
     assert both.name == result.name == "synthetic"  # the cloud's name, whatever variants were measured
-    on_voxels = cloud_affinity(plumbing_segmenter, scan, "synthetic", settings={"ggp_learned": replace(cells["ggp_learned"], coarsen=1)})
+    on_voxels = cloud_affinity(
+        plumbing_segmenter, scan, "synthetic", settings={"ggp_learned": replace(cells["ggp_learned"], coarsen=1)}
+    )
     assert both.inside_one_step["ggp_learned_voxels"] == on_voxels.inside_one_step["ggp_learned"]
     assert both.inside_t_steps["ggp_learned_voxels"] == on_voxels.inside_t_steps["ggp_learned"]
 
 
 def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, scannet_npz):
     scan = load_scan(scannet_npz)
-    piece = scan.subset((scan.points[:, 0] < np.percentile(scan.points[:, 0], 40)))
+    piece = scan.subset(scan.points[:, 0] < np.percentile(scan.points[:, 0], 40))
     embeddings = plumbing_segmenter.text_encoder.encode(list(CLASS_NAMES))
     shipped = plumbing_segmenter.config.ggp
     report = scannet_report(plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0, 4))
@@ -173,33 +183,50 @@ def test_scannet_report_equals_the_segmenters_own_pooling(plumbing_segmenter, sc
         assert np.mean(node == report.predictions[variant]) > 0.999, variant  # float ties aside
 
 
-def test_each_pooling_variant_is_scored_at_its_own_calibrated_setting(plumbing_segmenter, random_checkpoint_5cm, scannet_npz):
+def test_each_pooling_variant_is_scored_at_its_own_calibrated_setting(
+    plumbing_segmenter, random_checkpoint_5cm, scannet_npz
+):
     scan = load_scan(scannet_npz)
-    piece = scan.subset((scan.points[:, 0] < np.percentile(scan.points[:, 0], 25)))
+    piece = scan.subset(scan.points[:, 0] < np.percentile(scan.points[:, 0], 25))
     embeddings = plumbing_segmenter.text_encoder.encode(list(CLASS_NAMES))
-    settings = {"ggp_learned": GGPConfig(k=8, tau=0.2, iterations=6, coarsen=3, centering=0.5),  # cells, centred field
-                "ggp_distance": GGPConfig(k=8, iterations=2, weights="distance")}  # fmt: skip
-    report = scannet_report(plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0,), settings=settings,
-                            unpooled_centering=1.0)  # fmt: skip
+    settings = {
+        "ggp_learned": GGPConfig(k=8, tau=0.2, iterations=6, coarsen=3, centering=0.5),  # cells, centred field
+        "ggp_distance": GGPConfig(k=8, iterations=2, weights="distance"),
+    }
+    report = scannet_report(
+        plumbing_segmenter, piece, embeddings, None, ks=(8,), iterations=(0,), settings=settings, unpooled_centering=1.0
+    )
     assert report.settings["ggp_learned"] == settings["ggp_learned"]
-    assert report.settings["ggp_uniform"].iterations == plumbing_segmenter.config.ggp.iterations  # none given: the segmenter's
+    assert (
+        report.settings["ggp_uniform"].iterations == plumbing_segmenter.config.ggp.iterations
+    )  # none given: the segmenter's
     rows = {(r["variant"], r["k"], r["coarsen"], r["T"]): r for r in report.sweep}
     for variant, config in settings.items():  # the sweep passes through the setting, with its tau and cells
-        assert rows[(variant, config.k, config.coarsen, config.iterations)]["miou"] == report.variants[variant].miou, variant
+        assert rows[(variant, config.k, config.coarsen, config.iterations)]["miou"] == report.variants[variant].miou, (
+            variant
+        )
         assert rows[(variant, config.k, config.coarsen, config.iterations)]["tau"] == config.tau
     assert ("ggp_learned", 8, 1, 6) in rows and ("ggp_distance", 8, 3, 2) not in rows  # coarse cells: plain swept too
     # the learned row is what the segmenter computes when it runs at that setting
-    at_setting = Segmenter.from_checkpoint(random_checkpoint_5cm, device="cpu", allow_untrained=True,
-                                           config=SegmenterConfig(device="cpu", ggp=settings["ggp_learned"]))  # fmt: skip
+    at_setting = Segmenter.from_checkpoint(
+        random_checkpoint_5cm,
+        device="cpu",
+        allow_untrained=True,
+        config=SegmenterConfig(device="cpu", ggp=settings["ggp_learned"]),
+    )
     processed = at_setting.process(piece)
-    decision, _ = at_setting.voxel_decision(processed, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=True)
+    decision, _ = at_setting.voxel_decision(
+        processed, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=True
+    )
     node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[processed.voxels.point_to_voxel]
     assert np.mean(node == report.predictions["ggp_learned"]) > 0.999
     assert rows[("ggp_learned", 8, 3, 6)]["centering"] == 0.5 and rows[("ggp_distance", 8, 1, 2)]["centering"] == 0.0
     # the centred unpooled row is the segmenter's own field at that centering, without pooling
-    centred = at_setting.process(piece, ggp=replace(at_setting.config.ggp, centering=1.0))
-    decision, _ = at_setting.voxel_decision(centred, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=False)
-    node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[centred.voxels.point_to_voxel]
+    centered = at_setting.process(piece, ggp=replace(at_setting.config.ggp, centering=1.0))
+    decision, _ = at_setting.voxel_decision(
+        centered, QuerySet(positives=tuple(CLASS_NAMES), background=False), pooling=False
+    )
+    node = (decision.semantic.cpu().numpy().astype(np.int64) - 1)[centered.voxels.point_to_voxel]
     assert np.mean(node == report.predictions["student_centered"]) > 0.999
     assert np.mean(report.predictions["student_centered"] != report.predictions["student"]) > 0.01  # it changed labels
 

@@ -6,6 +6,7 @@ fails it), checks that the recipes it names exist, and writes the files the scri
 looks for; so the stages chain, a second run resumes instead of starting over, and the script
 stops at the first failing stage.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "training" / "reproduce_default_model.sh"
 
-STAND_IN = r'''#!{python}
+STAND_IN = r"""#!{python}
 import json, os, sys
 from pathlib import Path
 from ov3d_training.cli import build_parser
@@ -53,7 +54,7 @@ elif args.command == "calibrate":
     write(Path(args.student) / "model.json", json.dumps({"ggp": {"calibration": {}}}))
 elif args.command == "report":
     write(Path(args.out) / "report.json")
-'''
+"""
 
 
 def _run(tmp_path: Path, fail: str | None = None, *options: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
@@ -67,8 +68,14 @@ def _run(tmp_path: Path, fail: str | None = None, *options: str) -> tuple[subpro
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OV3D_TEST_CALLS": str(calls)}
     if fail:
         env["OV3D_TEST_FAIL"] = fail
-    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "run"), *options], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path / "run"), *options],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     made = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
     return done, made
 
@@ -113,4 +120,8 @@ def test_a_failing_stage_stops_the_script_and_a_rerun_resumes_it(tmp_path):
     assert done.returncode != 0 and [c[0] for c in calls] == ["sim", "scannet-rooms", "mpec", "distill"]
     done, calls = _run(tmp_path)  # the run folder exists now: distill resumes, the rest follows
     assert done.returncode == 0, done.stderr
-    assert calls[0][:1] == ["distill"] and "--resume" in calls[0] and [c[0] for c in calls][1:] == ["sim", "calibrate", "report"]
+    assert (
+        calls[0][:1] == ["distill"]
+        and "--resume" in calls[0]
+        and [c[0] for c in calls][1:] == ["sim", "calibrate", "report"]
+    )

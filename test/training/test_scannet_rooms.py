@@ -1,4 +1,5 @@
 """Real ScanNet rooms as training data: measured entities, their texts, the folder split, oversampling."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,12 @@ import pytest
 
 from ov3d_training.data.scene import parse_annotations
 from ov3d_training.data.sources import (
-    NoTrainingDataError, discover_sources, repeat_each, source_repeats, split_repeat,
-)  # fmt: skip
+    NoTrainingDataError,
+    discover_sources,
+    repeat_each,
+    source_repeats,
+    split_repeat,
+)
 from ov3d_training.scannet.annotate import build_real_annotations, usable_facts
 from ov3d_training.scannet.cli import room_of
 from ov3d_training.scannet.labels import real_class
@@ -69,7 +74,9 @@ def test_texts_name_the_instance_and_only_checked_facts(kitchen):
     assert set(entities) == set(room.instance_of_entity.values())
     for entity in entities.values():
         assert entity["captions"], entity
-        assert all(entity["noun"] in text or entity["category"] in text or "wall" in text for text in entity["captions"])
+        assert all(
+            entity["noun"] in text or entity["category"] in text or "wall" in text for text in entity["captions"]
+        )
         for referral in entity["referrals"]:
             assert referral["text"].startswith("the ")
             assert all(0 not in r["targets"] for r in referral["relations"])
@@ -107,8 +114,11 @@ def test_cli_splits_rooms_and_refuses_the_evaluation_scan(rooms_dir, scannet_npz
     out = tmp_path / "out"
     assert main(["scannet-rooms", "--src", str(src), "--out", str(out), "--hold-out", "scene0005"]) == 0
     assert sorted(p.name for p in (out / "val").iterdir()) == [
-        "scene0005_00.annotations.json", "scene0005_00.npz", "scene0005_01.annotations.json", "scene0005_01.npz",
-    ]  # fmt: skip
+        "scene0005_00.annotations.json",
+        "scene0005_00.npz",
+        "scene0005_01.annotations.json",
+        "scene0005_01.npz",
+    ]
     assert sorted(p.name for p in (out / "train").iterdir()) == ["scene0009_00.annotations.json", "scene0009_00.npz"]
     assert [s.path.name for s in discover_sources([out / "train"])] == ["scene0009_00.npz"]
     assert room_of("scene0005_01") == "scene0005"

@@ -1,4 +1,5 @@
 """Unit tests of the simulator's building blocks (no furniture package needed)."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ from ov3d_training.sim.texts import size_adjective
 
 
 def test_obj_parsing_triangulates_and_groups_by_material():
-    text = "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n" \
-           "usemtl red\nf 1/1 2/2 3/3 4/4\nusemtl blue\nf -4 -3 -2\n"
+    text = (
+        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+        "usemtl red\nf 1/1 2/2 3/3 4/4\nusemtl blue\nf -4 -3 -2\n"
+    )
     mesh = parse_obj(text)
     assert mesh.mtllibs == ["m.mtl"]
     faces, uvs = mesh.groups["red"]
@@ -28,7 +31,7 @@ def test_obj_parsing_triangulates_and_groups_by_material():
     assert mats["tex"].texture == "wood.jpg"
 
 
-def test_unit_box_normalisation_and_orientation_choice():
+def test_unit_box_normalization_and_orientation_choice():
     # A Y-up model 2 wide, 1 tall, 4 deep; Z-up it is 2 x 4 x 1 and fits the stated size exactly.
     pts = np.array([[x, y, z] for x in (-1, 1) for y in (0, 1) for z in (-2, 2)], dtype=float)
     unit, distortion = to_unit_box(pts, None, (2.0, 4.0, 1.0))
@@ -168,9 +171,18 @@ def test_procedural_entities_fit_their_declared_boxes(tmp_path):
 
     rng = np.random.default_rng(0)
     paintings = proc.painting_textures(tmp_path)
-    builds = [proc.picture(rng, paintings), proc.curtain(rng, 2.3), proc.shower_curtain(rng, 1.5, 2.0, 0.7),
-              proc.counter_top(rng, 2.0, 0.6), proc.base_cabinet(rng, 2.0, 0.6, 0.88), proc.nightstand(rng),
-              proc.pillow(rng), proc.book(rng), proc.keyboard(rng), proc.monitor(rng)]
+    builds = [
+        proc.picture(rng, paintings),
+        proc.curtain(rng, 2.3),
+        proc.shower_curtain(rng, 1.5, 2.0, 0.7),
+        proc.counter_top(rng, 2.0, 0.6),
+        proc.base_cabinet(rng, 2.0, 0.6, 0.88),
+        proc.nightstand(rng),
+        proc.pillow(rng),
+        proc.book(rng),
+        proc.keyboard(rng),
+        proc.monitor(rng),
+    ]
     for parts, (w, d, h), noun in builds:
         tri = np.concatenate([p.triangles() for p in parts]).reshape(-1, 3)
         lo, hi = tri.min(0), tri.max(0)

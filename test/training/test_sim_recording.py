@@ -1,4 +1,5 @@
 """End-to-end simulator tests: determinism, labels vs. the renderer, true texts, bags, CLI, demo."""
+
 from __future__ import annotations
 
 import json
@@ -7,17 +8,15 @@ import re
 
 import numpy as np
 import pytest
+from sim_support import library
 
 import ov3d_ros
-
 from ov3d_ros.io.bags import read_annotations, read_bag
 from ov3d_ros.io.scan import unpack_label
 from ov3d_training.sim.camera import project
 from ov3d_training.sim.recipes import ROOM_TYPES
 from ov3d_training.sim.recorder import RecordingConfig, record_scene
 from ov3d_training.sim.vocabulary import CLASS_BY_NAME, CLASSES
-
-from sim_support import library
 
 TINY = RecordingConfig(frames=6, width=64, height=48, publish_every=3)
 
@@ -56,14 +55,15 @@ def test_frame_count_and_sensor_do_not_change_the_room(lib):
 
 
 def test_every_point_carries_the_label_of_its_pixel(lib):
-    rec = record_scene(lib, 2, 1, None, RecordingConfig(frames=5, width=96, height=72, sensor="kinect"),
-                       keep_frames=True)
+    rec = record_scene(
+        lib, 2, 1, None, RecordingConfig(frames=5, width=96, height=72, sensor="kinect"), keep_frames=True
+    )
     intr = RecordingConfig(width=96, height=72).intrinsics()
     category = {e["id"]: e["category"] for e in rec.annotations["entities"]}
     total = 0
     for f in rec.frames:
         # noisy points still project back onto the pixel they came from ...
-        uv, z = project(f.points, intr, f.pose)
+        uv, _z = project(f.points, intr, f.pose)
         u, v = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
         assert np.array_equal(v * intr.width + u, f.pixels)
         # ... and their label is the renderer's segmentation there, packed as class << 16 | entity
@@ -104,7 +104,7 @@ def test_entities_do_not_interpenetrate(rooms):
         ents = {e["id"]: e for e in rec.annotations["entities"]}
         placed = [e for e in ents.values() if e["mount"] not in ("structure", "opening")]
         for i, a in enumerate(placed):
-            for b in placed[i + 1:]:
+            for b in placed[i + 1 :]:
                 if a["support"] == b["id"] or b["support"] == a["id"]:
                     continue
                 lo = np.maximum(a["aabb"]["min"], b["aabb"]["min"])
@@ -320,8 +320,23 @@ def test_training_loader_reads_the_recording(lib, tmp_path):
 def test_cli_renders_resumes_and_refuses_mixing_seeds(lib, tmp_path, capsys):
     from ov3d_training.sim.cli import build_parser, main
 
-    argv = ["--scenes", "2", "--seed", "3", "--out", str(tmp_path), "--workers", "1", "--frames-per-scene", "3",
-            "--resolution", "48x36", "--publish-every", "3", "--no-progress"]
+    argv = [
+        "--scenes",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--workers",
+        "1",
+        "--frames-per-scene",
+        "3",
+        "--resolution",
+        "48x36",
+        "--publish-every",
+        "3",
+        "--no-progress",
+    ]
     assert main(build_parser().parse_args(argv)) == 0
     summary = json.loads((tmp_path / "simulation.json").read_text())
     assert [s["path"] for s in summary["scenes"]] == ["scene_0000", "scene_0001"]
@@ -335,7 +350,7 @@ def test_cli_renders_resumes_and_refuses_mixing_seeds(lib, tmp_path, capsys):
     assert main(build_parser().parse_args(other)) == 2
     assert "another seed" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        build_parser().parse_args(argv[:-1] + ["--resolution", "big"])
+        build_parser().parse_args([*argv[:-1], "--resolution", "big"])
 
 
 def test_packaged_demo_recording_is_small_readable_and_reproducible(lib, tmp_path):

@@ -1,9 +1,11 @@
 """The simulator's vocabulary and the reviewed catalogue mapping."""
+
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
+from sim_support import require_furniture
 
 from ov3d_training.sim.catalog import parse_properties, read_catalog
 from ov3d_training.sim.vocabulary import (
@@ -14,16 +16,45 @@ from ov3d_training.sim.vocabulary import (
     semantic_id,
 )
 
-from sim_support import require_furniture
-
 SCANNET20_BENCHMARK = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
-    "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink", "bathtub", "other furniture",
+    "wall",
+    "floor",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "desk",
+    "curtain",
+    "refrigerator",
+    "shower curtain",
+    "toilet",
+    "sink",
+    "bathtub",
+    "other furniture",
 )
 NYU40_OF_SCANNET20 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
 # Classes built procedurally (alone or besides catalogue models).
-PROCEDURAL = {"wall", "floor", "ceiling", "picture", "counter", "curtain", "shower curtain", "pillow", "book",
-              "keyboard", "monitor", "nightstand", "cabinet"}
+PROCEDURAL = {
+    "wall",
+    "floor",
+    "ceiling",
+    "picture",
+    "counter",
+    "curtain",
+    "shower curtain",
+    "pillow",
+    "book",
+    "keyboard",
+    "monitor",
+    "nightstand",
+    "cabinet",
+}
 
 
 def test_scannet20_first_in_benchmark_order_with_nyu40_ids():

@@ -1,5 +1,6 @@
 """``trainer.max_minutes``: a wall-clock budget ends a run with a checkpoint, validation and export,
 and the LR's cosine reaches its floor at the budget's end."""
+
 from __future__ import annotations
 
 import csv
@@ -75,8 +76,18 @@ class SlowLineFit:
 
 
 def _trainer(task, run_dir: Path, minutes: float, resume: bool = False) -> Trainer:
-    config = TrainerConfig(steps=100_000, batch_size=4, num_workers=0, log_every=1000, val_every=0,
-                           checkpoint_every=0, amp=False, device="cpu", progress=False, max_minutes=minutes)  # fmt: skip
+    config = TrainerConfig(
+        steps=100_000,
+        batch_size=4,
+        num_workers=0,
+        log_every=1000,
+        val_every=0,
+        checkpoint_every=0,
+        amp=False,
+        device="cpu",
+        progress=False,
+        max_minutes=minutes,
+    )
     return Trainer(task, config, OptimConfig(lr=0.05, warmup_steps=2), seed=0, run_dir=run_dir, resume=resume)
 
 

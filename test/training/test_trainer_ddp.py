@@ -6,6 +6,7 @@
   against the same command in one process, same global batch: same loss curve (float32, so
   to a tolerance).
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,11 +41,17 @@ def _scene(seed: int) -> TrainingScene:
     points = rng.uniform(0, 1.2, (n, 3)).astype(np.float32) + entity[:, None] * 0.3
     texts = np.eye(8, dtype=np.float32)[:3]
     return TrainingScene(
-        points=points, colors=rng.integers(0, 255, (n, 3)).astype(np.uint8),
-        normals=np.tile(np.float32([0, 0, 1]), (n, 1)), entity=entity, texts=("a", "b", "c"), text_embeddings=texts,
-        match_text=np.array([0, 1, 2, 2], np.int32), match_entity=np.array([1, 2, 3, 1], np.int32),
-        entity_source="instances", source=f"synthetic-{seed}",
-    )  # fmt: skip
+        points=points,
+        colors=rng.integers(0, 255, (n, 3)).astype(np.uint8),
+        normals=np.tile(np.float32([0, 0, 1]), (n, 1)),
+        entity=entity,
+        texts=("a", "b", "c"),
+        text_embeddings=texts,
+        match_text=np.array([0, 1, 2, 2], np.int32),
+        match_entity=np.array([1, 2, 3, 1], np.int32),
+        entity_source="instances",
+        source=f"synthetic-{seed}",
+    )
 
 
 def _items():
@@ -116,14 +123,33 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     write_recordings(data, 3, seed=20)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     common = ["mpec", "--config", str(TINY), "--data", str(data), "--set", "trainer.steps=3", "--set", "optim.lr=0.001"]
-    single = subprocess.run([sys.executable, "-m", "ov3d_training.cli", *common, "--out", str(tmp_path / "one")],
-                            env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, "-m", "ov3d_training.cli", *common, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     double = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "ov3d_training.cli", *common, "--out", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "ov3d_training.cli",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     assert "x2" in double.stdout
     one, two = _curve(tmp_path / "one"), _curve(tmp_path / "two")

@@ -1,4 +1,5 @@
 """The shared trainer's parts: config from YAML, data order, LR schedule, checkpoints, logs."""
+
 from __future__ import annotations
 
 import random
@@ -59,19 +60,34 @@ def test_recipes_load_and_round_trip(tmp_path):
     tiny = load_mpec_config(REPO_CONFIGS / "mpec_tiny.yaml")
     dump_yaml(tiny, tmp_path / "c.yaml")
     assert to_dict(load_mpec_config(tmp_path / "c.yaml")) == to_dict(tiny)
-    with pytest.raises(ConfigError, match="0.5"):
+    with pytest.raises(ConfigError, match=r"0\.5"):
         from_dict(MPECConfig, {"data": {"mask": {"ratio": 0.7}}})
 
 
 def test_the_shipped_models_cpu_recipe_differs_from_the_default_only_where_its_header_says():
     cpu, default = to_dict(load_mpec_config(REPO_CONFIGS / "mpec_cpu.yaml")), to_dict(MPECConfig())
-    changed = {f"{section}.{key}" for section in default if isinstance(default[section], dict)
-               for key in default[section] if cpu[section][key] != default[section][key]}  # fmt: skip
+    changed = {
+        f"{section}.{key}"
+        for section in default
+        if isinstance(default[section], dict)
+        for key in default[section]
+        if cpu[section][key] != default[section][key]
+    }
     assert changed == {
-        "trainer.steps", "trainer.batch_size", "trainer.num_workers", "trainer.val_every", "trainer.checkpoint_every",
-        "trainer.cpu_threads", "optim.warmup_steps", "data.voxel_size", "data.max_points", "model.channels",
-        "model.blocks", "model.decoder_blocks", "model.adapter_hidden",
-    }  # fmt: skip
+        "trainer.steps",
+        "trainer.batch_size",
+        "trainer.num_workers",
+        "trainer.val_every",
+        "trainer.checkpoint_every",
+        "trainer.cpu_threads",
+        "optim.warmup_steps",
+        "data.voxel_size",
+        "data.max_points",
+        "model.channels",
+        "model.blocks",
+        "model.decoder_blocks",
+        "model.adapter_hidden",
+    }
     assert cpu["data"]["voxel_size"] == 0.05 and cpu["data"]["augment"]["keep_ratio"] == [0.35, 1.0]
 
 

@@ -1,4 +1,5 @@
 """``--resume`` continues exactly: the same loss curve and the same weights as an uninterrupted run."""
+
 from __future__ import annotations
 
 import csv
@@ -20,7 +21,11 @@ TINY = REPO / "training" / "configs" / "mpec_tiny.yaml"
 
 def _rows(run: Path) -> list[tuple[str, str, str, str]]:
     with open(run / "metrics.csv", newline="") as handle:
-        return [(r["step"], r["split"], r["name"], r["value"]) for r in csv.DictReader(handle) if r["name"] != "sec_per_step"]
+        return [
+            (r["step"], r["split"], r["name"], r["value"])
+            for r in csv.DictReader(handle)
+            if r["name"] != "sec_per_step"
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,9 @@ def test_resume_reproduces_the_uninterrupted_run(recordings, tmp_path):
 
 def test_resume_refuses_a_different_recipe_and_a_missing_run(recordings, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["mpec", "--config", str(TINY), "--data", str(recordings), "--out", str(out), "--stop-at-step", "1"]) == 0
+    assert (
+        main(["mpec", "--config", str(TINY), "--data", str(recordings), "--out", str(out), "--stop-at-step", "1"]) == 0
+    )
     other = tmp_path / "other.yaml"
     other.write_text(TINY.read_text().replace("lr: 0.003", "lr: 0.001"))
     assert main(["mpec", "--config", str(other), "--out", str(out), "--resume"]) == 2
@@ -75,6 +82,11 @@ def test_cli_rejects_bad_input(tmp_path, capsys, scannet_npz):
 
 def test_console_script_is_wired():
     # the entry point in setup.py: ov3d-train = ov3d_training.cli:main
-    out = subprocess.run([sys.executable, "-m", "ov3d_training.cli", "--help"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "ov3d_training.cli", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=300,
+    )
     assert out.returncode == 0 and "mpec" in out.stdout and "distill" in out.stdout and "sim" in out.stdout

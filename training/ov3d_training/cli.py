@@ -13,30 +13,37 @@ Data-parallel: the same command under torchrun, e.g.
 
 Exit codes: 0 done, 1 training error, 2 bad command line / configuration / data.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
-
-MODULE_OF = {"scannet-rooms": "scannet", "calibrate-query": "calibrate.query"}  # subcommand -> its package, where the names differ
+MODULE_OF = {
+    "scannet-rooms": "scannet",
+    "calibrate-query": "calibrate.query",
+}  # subcommand -> its package, where the names differ
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``sim`` and ``distill`` get their arguments (an import of their modules, which
     pulls in pybullet etc.) only when ``command`` names them."""
     parser = argparse.ArgumentParser(prog="ov3d-train", description="Train the ov3d_ros networks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sim,scannet-rooms,mpec,distill,calibrate,calibrate-query,report}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{sim,scannet-rooms,mpec,distill,calibrate,calibrate-query,report}"
+    )
 
     sim = sub.add_parser("sim", help="render simulated rosbag2 recordings with annotations")
     if command == "sim":
         _add_delegated_arguments(sim, "sim")
 
-    rooms = sub.add_parser("scannet-rooms", help="real labelled ScanNet scans -> training/validation folders with texts")
+    rooms = sub.add_parser(
+        "scannet-rooms", help="real labelled ScanNet scans -> training/validation folders with texts"
+    )
     if command == "scannet-rooms":
         _add_delegated_arguments(rooms, "scannet")
 
@@ -45,15 +52,31 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="MPEC pretraining of the teacher (masked point-entity contrast)",
         description="Masked Point-Entity Contrast pretraining (arXiv 2504.19500) of the SparseUNet teacher.",
     )
-    mpec.add_argument("--config", type=Path, help="recipe YAML (e.g. training/configs/mpec_default.yaml); "
-                      "optional with --resume (the run's own config.yaml is used)")  # fmt: skip
-    mpec.add_argument("--data", nargs="+", default=None, help="rosbag2 recordings, npz/ply/pcd scans, or folders of them")
+    mpec.add_argument(
+        "--config",
+        type=Path,
+        help="recipe YAML (e.g. training/configs/mpec_default.yaml); "
+        "optional with --resume (the run's own config.yaml is used)",
+    )
+    mpec.add_argument(
+        "--data", nargs="+", default=None, help="rosbag2 recordings, npz/ply/pcd scans, or folders of them"
+    )
     mpec.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs, curves, teacher/)")
     mpec.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    mpec.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a recipe value, e.g. --set trainer.steps=2000 (repeatable)")  # fmt: skip
-    mpec.add_argument("--stop-at-step", type=int, default=None,
-                      help="checkpoint and exit after this step (time-sliced jobs; --resume continues)")  # fmt: skip
+    mpec.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set trainer.steps=2000 (repeatable)",
+    )
+    mpec.add_argument(
+        "--stop-at-step",
+        type=int,
+        default=None,
+        help="checkpoint and exit after this step (time-sliced jobs; --resume continues)",
+    )
 
     distill = sub.add_parser("distill", help="distil the robot's student from the MPEC teacher")
     if command == "distill":
@@ -63,7 +86,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command == "calibrate":
         _add_delegated_arguments(calibrate, "calibrate")
 
-    calibrate_query = sub.add_parser("calibrate-query", help="pick the one-query rule (vocabulary) for a student on held-out scans")
+    calibrate_query = sub.add_parser(
+        "calibrate-query", help="pick the one-query rule (vocabulary) for a student on held-out scans"
+    )
     if command == "calibrate-query":
         _add_delegated_arguments(calibrate_query, "calibrate.query")
 
@@ -97,8 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "mpec":
         return run_mpec(args)
     if getattr(args, "_missing", None):
-        print(f"ov3d-train {args.command}: ov3d_training.{args.command}.cli cannot be imported ({args._missing})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"ov3d-train {args.command}: ov3d_training.{args.command}.cli cannot be imported ({args._missing})",
+            file=sys.stderr,
+        )
         return 2
     import importlib
 
@@ -107,14 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_mpec(args: argparse.Namespace) -> int:
+    import os
+
     from .data.sources import EvaluationDataError, NoTrainingDataError
     from .mpec.config import MPECConfig
     from .mpec.task import MPECTask
     from .trainer.config import ConfigError, dump_yaml, from_dict, load_yaml, to_dict
     from .trainer.loop import Trainer
     from .trainer.reporting import fit_and_report
-
-    import os
 
     run_dir: Path = args.out
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes the run's files
@@ -128,7 +155,9 @@ def run_mpec(args: argparse.Namespace) -> int:
             if args.config is not None:
                 given = to_dict(from_dict(MPECConfig, _apply_overrides(load_yaml(args.config), args.overrides)))
                 if given != to_dict(from_dict(MPECConfig, raw)):
-                    raise ConfigError(f"--resume: {args.config} differs from the run's {saved_config}; resume without --config")
+                    raise ConfigError(
+                        f"--resume: {args.config} differs from the run's {saved_config}; resume without --config"
+                    )
             elif args.overrides:
                 raise ConfigError("--resume continues the run's own recipe; --set is not allowed")
             data = args.data or yaml.safe_load(saved_data.read_text(encoding="utf-8"))
@@ -149,10 +178,23 @@ def run_mpec(args: argparse.Namespace) -> int:
         dump_yaml(config, saved_config)
         saved_data.write_text(yaml.safe_dump([str(Path(d).resolve()) for d in data]), encoding="utf-8")
     task = MPECTask(config, data)
-    trainer = Trainer(task, config.trainer, config.optim, seed=config.seed, run_dir=run_dir, resume=args.resume,
-                      config_record=to_dict(config))  # fmt: skip
-    return fit_and_report(trainer, command="mpec", artefact="teacher", is_main=is_main, stop_at_step=args.stop_at_step,
-                          user_errors=(EvaluationDataError, NoTrainingDataError, ConfigError))  # fmt: skip
+    trainer = Trainer(
+        task,
+        config.trainer,
+        config.optim,
+        seed=config.seed,
+        run_dir=run_dir,
+        resume=args.resume,
+        config_record=to_dict(config),
+    )
+    return fit_and_report(
+        trainer,
+        command="mpec",
+        artefact="teacher",
+        is_main=is_main,
+        stop_at_step=args.stop_at_step,
+        user_errors=(EvaluationDataError, NoTrainingDataError, ConfigError),
+    )
 
 
 def _apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:

@@ -6,4 +6,5 @@ Layout (data flows one way):
     node/   rclpy only here: the segment node, markers, diagnostics, demo
     eval/, bench/   the ov3d-eval and ov3d-bench commands
 """
+
 __version__ = "0.1.0"

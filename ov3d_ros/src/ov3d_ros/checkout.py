@@ -3,6 +3,7 @@
 Only the defaults of developer commands (benchmarks, the GPU check, building interfaces and the
 ROS tools from sources) use these; the node never does.
 """
+
 from __future__ import annotations
 
 import os

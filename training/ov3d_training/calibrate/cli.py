@@ -14,6 +14,7 @@ with ``ov3d-train sim --start`` beyond the training range (module doc of :mod:`.
 
 Exit codes: 0 done, 2 unusable model, data or arguments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,18 +27,40 @@ from .ggp import CALIBRATION_FILE, DEFAULT_CENTERING, DEFAULT_COARSEN, DEFAULT_I
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--student", type=Path, default=None, help="student checkpoint directory (default: the packaged model)")
-    parser.add_argument("--data", nargs="+", required=True, help="held-out simulated recordings (bag folders or their parent)")
-    parser.add_argument("--out", type=Path, default=None, help=f"folder for {CALIBRATION_FILE} (default: the checkpoint's)")
+    parser.add_argument(
+        "--student", type=Path, default=None, help="student checkpoint directory (default: the packaged model)"
+    )
+    parser.add_argument(
+        "--data", nargs="+", required=True, help="held-out simulated recordings (bag folders or their parent)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"folder for {CALIBRATION_FILE} (default: the checkpoint's)"
+    )
     parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS), help="temperatures tried")
     parser.add_argument("--iterations", type=int, nargs="+", default=list(DEFAULT_ITERATIONS), help="passes T tried")
-    parser.add_argument("--coarsen", type=int, nargs="+", default=list(DEFAULT_COARSEN),
-                        help="pooling cell widths tried, in voxels (1: plain GGP; > 1: coarse-to-fine)")  # fmt: skip
-    parser.add_argument("--centering", type=float, nargs="+", default=list(DEFAULT_CENTERING),
-                        help="shares of each cloud's mean semantic feature removed before pooling, tried (0: none)")  # fmt: skip
-    parser.add_argument("--keep-ratio", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                        help="share of each room's voxels kept, uniform in [LOW, HIGH] (default: the student's training "
-                             "items', from its recipe; 1 1 keeps rooms as rendered)")  # fmt: skip
+    parser.add_argument(
+        "--coarsen",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_COARSEN),
+        help="pooling cell widths tried, in voxels (1: plain GGP; > 1: coarse-to-fine)",
+    )
+    parser.add_argument(
+        "--centering",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_CENTERING),
+        help="shares of each cloud's mean semantic feature removed before pooling, tried (0: none)",
+    )
+    parser.add_argument(
+        "--keep-ratio",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="share of each room's voxels kept, uniform in [LOW, HIGH] (default: the student's training "
+        "items', from its recipe; 1 1 keeps rooms as rendered)",
+    )
     parser.add_argument("--install", action="store_true", help="record the result in the checkpoint's model.json")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,29 +110,52 @@ def main(args: argparse.Namespace) -> int:
         sources = discover_sources(args.data)  # refuses the real evaluation scans
         overlap = training_rooms_among(sources, segmenter.metadata.training_data)
         if overlap:
-            raise ValueError(f"{len(overlap)} room(s) are the student's training data (e.g. {overlap[0]}); "
-                             "calibrate on held-out rooms (ov3d-train sim --start beyond the training range)")  # fmt: skip
+            raise ValueError(
+                f"{len(overlap)} room(s) are the student's training data (e.g. {overlap[0]}); "
+                "calibrate on held-out rooms (ov3d-train sim --start beyond the training range)"
+            )
         if any(s.kind != "bag" for s in sources):
             raise ValueError("calibration reads simulated recordings (bag folders with annotations), not scan files")
-        keep_ratio = check_keep_ratio(args.keep_ratio or training_keep_ratio(segmenter.metadata),
-                                      "--keep-ratio" if args.keep_ratio else "the student recipe's augment.keep_ratio")  # fmt: skip
+        keep_ratio = check_keep_ratio(
+            args.keep_ratio or training_keep_ratio(segmenter.metadata),
+            "--keep-ratio" if args.keep_ratio else "the student recipe's augment.keep_ratio",
+        )
         rooms = [(s.path.name, simulated_room_scan(s.path)) for s in sources]
     except (CheckpointError, EvaluationDataError, NoTrainingDataError, OSError, ValueError) as exc:
         print(f"ov3d-train calibrate: {exc}", file=sys.stderr)
         return 2
-    calibration = calibrate_ggp(segmenter, rooms, segmenter.text_encoder.encode(list(CLASS_NAMES)),
-                                tuple(args.taus), tuple(args.iterations), progress=not args.no_progress,
-                                keep_ratio=keep_ratio, coarsen=tuple(sorted(set(args.coarsen))),
-                                centering=tuple(sorted(set(args.centering))))  # fmt: skip
+    calibration = calibrate_ggp(
+        segmenter,
+        rooms,
+        segmenter.text_encoder.encode(list(CLASS_NAMES)),
+        tuple(args.taus),
+        tuple(args.iterations),
+        progress=not args.no_progress,
+        keep_ratio=keep_ratio,
+        coarsen=tuple(sorted(set(args.coarsen))),
+        centering=tuple(sorted(set(args.centering))),
+    )
     out = Path(args.out) if args.out else checkpoint
     out.mkdir(parents=True, exist_ok=True)
     (out / CALIBRATION_FILE).write_text(calibration_json(calibration.to_dict()), encoding="utf-8")
     if args.install:
         record_ggp(checkpoint, model_record(calibration))
-    print(json.dumps({"student": str(checkpoint), "rooms": len(rooms), "keep_ratio": list(keep_ratio), "k": calibration.k,
-                      "best": calibration.best,
-                      "no_pooling": calibration.no_pooling, "no_pooling_centered": calibration.no_pooling_centered,
-                      "ceiling": calibration.ceiling,
-                      "installed": bool(args.install), "table": str(out / CALIBRATION_FILE),
-                      "seconds": round(time.perf_counter() - started, 1)}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "student": str(checkpoint),
+                "rooms": len(rooms),
+                "keep_ratio": list(keep_ratio),
+                "k": calibration.k,
+                "best": calibration.best,
+                "no_pooling": calibration.no_pooling,
+                "no_pooling_centered": calibration.no_pooling_centered,
+                "ceiling": calibration.ceiling,
+                "installed": bool(args.install),
+                "table": str(out / CALIBRATION_FILE),
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
+    )
     return 0

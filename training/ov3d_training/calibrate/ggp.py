@@ -32,6 +32,7 @@ scores, and how the cause was found, are in docs/accuracy.md, "Calibration rooms
 training density"; a calibration records its own in ``ggp_calibration.json``. Each room's draw
 is seeded by its position in the sorted room list, so a calibration is repeatable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from ..report.scannet import (
     instance_mean,
     majority_per_voxel,
     pooling_embeddings,
-    process_uncentred,
+    process_uncentered,
 )
 
 DEFAULT_TAUS = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
@@ -85,9 +86,17 @@ class Calibration:
         return _variant_setting(variant, self.k, self.best[variant])
 
     def to_dict(self) -> dict:
-        return {"k": self.k, "rooms": self.rooms, "points": self.points, "keep_ratio": list(self.keep_ratio),
-                "no_pooling": self.no_pooling, "no_pooling_centered": self.no_pooling_centered,
-                "ceiling": self.ceiling, "best": self.best, "table": self.table}  # fmt: skip
+        return {
+            "k": self.k,
+            "rooms": self.rooms,
+            "points": self.points,
+            "keep_ratio": list(self.keep_ratio),
+            "no_pooling": self.no_pooling,
+            "no_pooling_centered": self.no_pooling_centered,
+            "ceiling": self.ceiling,
+            "best": self.best,
+            "table": self.table,
+        }
 
 
 def variant_settings(metadata) -> dict[str, GGPConfig]:
@@ -125,8 +134,14 @@ def model_record(calibration: Calibration, variant: str = "ggp_learned") -> dict
 def _variant_setting(variant: str, k: int, best: dict) -> GGPConfig:
     """One variant's GGPConfig from a calibration's ``{"tau", "T", "coarsen", ...}`` entry
     (calibrations from before coarse-to-fine pooling have no "coarsen": plain GGP)."""
-    return GGPConfig(k=k, tau=float(best["tau"]), iterations=int(best["T"]), weights=WEIGHTS_OF[variant],
-                     coarsen=int(best.get("coarsen", 1)), centering=float(best.get("centering", 0.0)))  # fmt: skip
+    return GGPConfig(
+        k=k,
+        tau=float(best["tau"]),
+        iterations=int(best["T"]),
+        weights=WEIGHTS_OF[variant],
+        coarsen=int(best.get("coarsen", 1)),
+        centering=float(best.get("centering", 0.0)),
+    )
 
 
 def simulated_room_scan(path: str | Path) -> Scan:
@@ -162,7 +177,9 @@ def check_keep_ratio(keep_ratio, name: str = "keep_ratio") -> tuple[float, float
     return low, high
 
 
-def thin_like_training(scan: Scan, keep_ratio: tuple[float, float], voxel_size: float, rng: np.random.Generator) -> Scan:
+def thin_like_training(
+    scan: Scan, keep_ratio: tuple[float, float], voxel_size: float, rng: np.random.Generator
+) -> Scan:
     """The points of a random subset of ``scan``'s voxels -- a share uniform in ``keep_ratio``, the
     same draw as a training item's (``augment.thin_points`` over its one-point-per-voxel scene)."""
     from ..data.augment import thin_points
@@ -201,8 +218,10 @@ def calibrate_ggp(
     points = 0
     bar = _progress(len(rooms), progress)
     for position, (_, scan) in enumerate(rooms):
-        scan = thin_like_training(scan, keep_ratio, segmenter.voxel_size, np.random.default_rng([THINNING_SEED, position]))
-        processed = process_uncentred(segmenter, scan)  # each grid value centres the raw field here
+        scan = thin_like_training(
+            scan, keep_ratio, segmenter.voxel_size, np.random.default_rng([THINNING_SEED, position])
+        )
+        processed = process_uncentered(segmenter, scan)  # each grid value centres the raw field here
         with torch.inference_mode():
             raw = processed.semantic.logits(text).float()
             logits = {a: raw if a == 0 else processed.semantic.centered(a).logits(text).float() for a in centering}
@@ -223,8 +242,14 @@ def calibrate_ggp(
                 variant_taus = taus if WEIGHTS_OF[variant] == "affinity" else (segmenter.config.ggp.tau,)
                 for tau in variant_taus:
                     config = GGPConfig(k=k, tau=float(tau), iterations=0, weights=WEIGHTS_OF[variant], coarsen=factor)
-                    graph = build_pooling_graph(centers, embeddings[variant], config, knn=geometry,
-                                                cell_size=voxels.voxel_size, device=segmenter.device)  # fmt: skip
+                    graph = build_pooling_graph(
+                        centers,
+                        embeddings[variant],
+                        config,
+                        knn=geometry,
+                        cell_size=voxels.voxel_size,
+                        device=segmenter.device,
+                    )
                     for alpha, field_logits in logits.items():
                         for t, pooled in graph.pool_stages(field_logits, iterations):
                             if t == 0 and factor != coarsen[0]:
@@ -235,22 +260,37 @@ def calibrate_ggp(
                             confusions[key] = confusions[key] + counts if key in confusions else counts
         bar.update(1)
     bar.close()
-    table = [{"variant": v, "coarsen": f, "tau": tau, "T": t, "centering": a,
-              "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2)}
-             for (v, f, tau, t, a), c in confusions.items()]  # fmt: skip
+    table = [
+        {
+            "variant": v,
+            "coarsen": f,
+            "tau": tau,
+            "T": t,
+            "centering": a,
+            "miou": round(100.0 * metrics_from_confusion(c, CLASS_NAMES).miou, 2),
+        }
+        for (v, f, tau, t, a), c in confusions.items()
+    ]
     best = {}
     for variant in GGP_VARIANTS:
         rows = [r for r in table if r["variant"] == variant]
         # ties: fewer passes (cheaper), smaller tau, plainer cells, less centering
         top = max(rows, key=lambda r: (r["miou"], -r["T"], -r["tau"], -r["coarsen"], -r["centering"]))
-        best[variant] = {"coarsen": top["coarsen"], "tau": top["tau"], "T": top["T"], "centering": top["centering"],
-                         "miou": top["miou"]}  # fmt: skip
+        best[variant] = {
+            "coarsen": top["coarsen"],
+            "tau": top["tau"],
+            "T": top["T"],
+            "centering": top["centering"],
+            "miou": top["miou"],
+        }
     unpooled = [r for r in table if r["T"] == 0]  # T = 0 is the same for every variant
     raw = next((r["miou"] for r in unpooled if r["centering"] == 0.0), None)
     top_raw = max(unpooled, key=lambda r: (r["miou"], -r["centering"]), default=None)
     centered = {"centering": top_raw["centering"], "miou": top_raw["miou"]} if top_raw else None
     top = round(100.0 * metrics_from_confusion(ceiling, CLASS_NAMES).miou, 2) if with_objects else None
-    return Calibration(k, [name for name, _ in rooms], points, table, best, raw, top, (float(low), float(high)), centered)
+    return Calibration(
+        k, [name for name, _ in rooms], points, table, best, raw, top, (float(low), float(high)), centered
+    )
 
 
 def _progress(total: int, enabled: bool):

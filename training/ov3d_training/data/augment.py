@@ -6,6 +6,7 @@ runs reproducible, resumable and identical under any number of data-parallel pro
 Defaults follow the SpUNet recipes of Pointcept (elastic distortion ``[[0.2, 0.4], [0.8, 1.6]]``,
 chromatic translation/jitter 0.05).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ class AugmentConfig:
     jitter_clip: float = 0.02  # ... clipped to this
     color_shift: float = 0.05  # per-scan per-channel offset, uniform in [-x, x] (colours in [0, 1])
     color_noise: float = 0.05  # per-point Gaussian colour noise std
-    elastic: list[tuple[float, float]] = field(default_factory=lambda: [(0.2, 0.4), (0.8, 1.6)])  # (granularity, magnitude) m
+    elastic: list[tuple[float, float]] = field(
+        default_factory=lambda: [(0.2, 0.4), (0.8, 1.6)]
+    )  # (granularity, magnitude) m
     elastic_p: float = 0.95
     # fraction of the (grid-sampled) points an item keeps, uniform in [low, high]: the network must
     # also see sparse surfaces. Measured: ScanNet's mesh vertices at 2 cm leave 26 % of voxels with
@@ -65,10 +68,10 @@ def augment_view(
     linear = np.diag([flips[0], flips[1], 1.0]) @ linear
     scale = rng.uniform(*config.scale)
     # about the vertical axis through the centroid: z (height above the floor) only scales
-    centre = np.zeros(3)
+    center = np.zeros(3)
     if len(xyz):
-        centre[:2] = xyz[:, :2].mean(axis=0)
-    xyz = (xyz - centre) @ linear.T * scale
+        center[:2] = xyz[:, :2].mean(axis=0)
+    xyz = (xyz - center) @ linear.T * scale
     if len(xyz) and config.elastic and rng.random() < config.elastic_p:
         for granularity, magnitude in config.elastic:
             xyz = elastic_distortion(xyz, granularity, magnitude, rng)
@@ -90,20 +93,24 @@ def augment_view(
     return AugmentedView(xyz.astype(np.float32), rgb.astype(np.float32), out_normals)
 
 
-def thin_points(count: int, keep_ratio: tuple[float, float], rng: np.random.Generator, min_points: int = 64) -> np.ndarray | None:
+def thin_points(
+    count: int, keep_ratio: tuple[float, float], rng: np.random.Generator, min_points: int = 64
+) -> np.ndarray | None:
     """Sorted indices of a random subset of ``count`` points (a fraction uniform in ``keep_ratio``),
     or None to keep all. One subset per item, shared by its views: MPEC pairs each point across
     the two views, so a point must exist in both. No draw when the range is (1, 1)."""
     low, high = keep_ratio
     if low >= 1.0 or count <= min_points:
         return None
-    keep = max(min_points, int(round(count * rng.uniform(low, high))))
+    keep = max(min_points, round(count * rng.uniform(low, high)))
     if keep >= count:
         return None
     return np.sort(rng.choice(count, size=keep, replace=False))
 
 
-def elastic_distortion(points: np.ndarray, granularity: float, magnitude: float, rng: np.random.Generator) -> np.ndarray:
+def elastic_distortion(
+    points: np.ndarray, granularity: float, magnitude: float, rng: np.random.Generator
+) -> np.ndarray:
     """Displace points by a smooth random field: Gaussian noise on a grid of ``granularity`` metres,
     box-blurred twice per axis, trilinearly interpolated, times ``magnitude``."""
     low = points.min(axis=0)

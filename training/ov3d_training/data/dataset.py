@@ -19,10 +19,12 @@ Per item:
 
 The network replaces the colour channels of masked voxels by its learnable token (``mpec.model``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -30,10 +32,10 @@ from torch.utils.data import Dataset
 from ov3d_ros.core.features import DEFAULT_FEATURES, feature_set, input_features
 from ov3d_ros.core.voxel import voxelize
 
-from .scene_cache import SceneCache
 from .augment import AugmentConfig, augment_view, thin_points
 from .masking import GridMaskConfig, exclusive_grid_masks
 from .scene import TrainingScene
+from .scene_cache import SceneCache
 
 
 @dataclass
@@ -66,7 +68,9 @@ class MPECItem:
 class MPECDataset(Dataset):
     """Keyed dataset over prepared scene files (module doc)."""
 
-    def __init__(self, scene_files: list[Path], voxel_size: float, config: ViewConfig, seed: int, cache_scenes: int = 8) -> None:
+    def __init__(
+        self, scene_files: list[Path], voxel_size: float, config: ViewConfig, seed: int, cache_scenes: int = 8
+    ) -> None:
         if not scene_files:
             raise ValueError("MPECDataset: no scenes")
         self.scene_files = [Path(p) for p in scene_files]
@@ -90,8 +94,10 @@ class MPECDataset(Dataset):
 def make_item(scene: TrainingScene, voxel_size: float, config: ViewConfig, rng: np.random.Generator) -> MPECItem:
     points, colors, normals, entity = scene.points, scene.colors, scene.normals, scene.entity.astype(np.int64)
     if len(points) > config.max_points:
-        centre = points[rng.integers(len(points))]
-        keep = np.sort(np.argpartition(((points - centre) ** 2).sum(axis=1), config.max_points - 1)[: config.max_points])
+        center = points[rng.integers(len(points))]
+        keep = np.sort(
+            np.argpartition(((points - center) ** 2).sum(axis=1), config.max_points - 1)[: config.max_points]
+        )
         points, colors, normals, entity = points[keep], colors[keep], normals[keep], entity[keep]
     keep = thin_points(len(points), config.augment.keep_ratio, rng)
     if keep is not None:
@@ -106,7 +112,13 @@ def make_item(scene: TrainingScene, voxel_size: float, config: ViewConfig, rng: 
         voxel_masked = np.zeros(voxels.num_voxels, dtype=bool)
         voxel_masked[voxels.point_to_voxel[masked]] = True
         views.append(
-            View(voxels.coords, input_features(voxels, config.input_features), voxel_masked, voxels.point_to_voxel, masked)
+            View(
+                voxels.coords,
+                input_features(voxels, config.input_features),
+                voxel_masked,
+                voxels.point_to_voxel,
+                masked,
+            )
         )
 
     # entities left after the crop, renumbered 0 (background), 1..K
@@ -121,7 +133,9 @@ def make_item(scene: TrainingScene, voxel_size: float, config: ViewConfig, rng: 
         alive = renumber[scene.match_entity] > 0
         match[scene.match_text[alive], renumber[scene.match_entity[alive]]] = True
     named = match.any(axis=1)  # texts whose entities were all cropped away are dropped
-    return MPECItem((views[0], views[1]), entity, num_entities, scene.text_embeddings[named], match[named], scene.source)
+    return MPECItem(
+        (views[0], views[1]), entity, num_entities, scene.text_embeddings[named], match[named], scene.source
+    )
 
 
 @dataclass
@@ -140,14 +154,21 @@ class MPECBatch:
     match: list[torch.Tensor]  # per item (T_b, K_b + 1) bool
     sources: list[str]
 
-    def to(self, device: torch.device) -> "MPECBatch":
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    def to(self, device: torch.device) -> MPECBatch:
+        move = lambda t: t.to(device, non_blocking=True)
         return MPECBatch(
-            move(self.coords), move(self.batch_index), move(self.features), move(self.voxel_masked),
-            [move(t) for t in self.point_to_voxel_u], [move(t) for t in self.point_to_voxel_v],
-            [move(t) for t in self.entity], list(self.num_entities),
-            [move(t) for t in self.text_embeddings], [move(t) for t in self.match], list(self.sources),
-        )  # fmt: skip
+            move(self.coords),
+            move(self.batch_index),
+            move(self.features),
+            move(self.voxel_masked),
+            [move(t) for t in self.point_to_voxel_u],
+            [move(t) for t in self.point_to_voxel_v],
+            [move(t) for t in self.entity],
+            list(self.num_entities),
+            [move(t) for t in self.text_embeddings],
+            [move(t) for t in self.match],
+            list(self.sources),
+        )
 
     def __len__(self) -> int:
         return len(self.entity)
@@ -180,7 +201,7 @@ def collate_items(items: list[MPECItem]) -> MPECBatch:
     )
 
 
-def colour_channels(name: str) -> slice:
+def color_channels(name: str) -> slice:
     """Where the colour channels sit in the input of feature set ``name``."""
     spec = feature_set(name)
     widths = {"colors": 3, "height": 1, "normals": 3}
@@ -192,4 +213,4 @@ def colour_channels(name: str) -> slice:
     raise ValueError(f"input features {name!r} have no colour channels for the mask token to replace")
 
 
-__all__ = ["MPECBatch", "MPECDataset", "MPECItem", "View", "ViewConfig", "collate_items", "colour_channels", "make_item"]
+__all__ = ["MPECBatch", "MPECDataset", "MPECItem", "View", "ViewConfig", "collate_items", "color_channels", "make_item"]

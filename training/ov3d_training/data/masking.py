@@ -11,6 +11,7 @@ masks here are exclusive by construction:
   next ``round(ratio * C)`` in view v, the rest in neither. ``ratio`` is therefore exact in cells,
   and a cell (and every point in it) is masked in at most one view. ``ratio <= 0.5`` is required.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ def exclusive_grid_masks(points: np.ndarray, config: GridMaskConfig, rng: np.ran
     _, cell = np.unique(cells, axis=0, return_inverse=True)
     cell = cell.reshape(-1)
     num_cells = int(cell.max()) + 1
-    per_view = int(round(config.ratio * num_cells))
+    per_view = round(config.ratio * num_cells)
     order = rng.permutation(num_cells)
     cells_u, cells_v = order[:per_view], order[per_view : 2 * per_view]
     in_u = np.zeros(num_cells, dtype=bool)

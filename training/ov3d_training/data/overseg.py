@@ -24,6 +24,7 @@ sequential order only in tie-breaking between merges of similar weight; the pred
 Small segments (< ``min_size`` points) are then absorbed into their lightest neighbour, again in
 Boruvka rounds, as the segmentator's final pass does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from ov3d_ros.core.neighbors import KNN
 from ov3d_ros.core.geometry import estimate_normals as pca_normals
+from ov3d_ros.core.neighbors import KNN
 
 
 @dataclass
@@ -63,21 +64,23 @@ def estimate_normals(points: np.ndarray, k: int = 16, tree: cKDTree | None = Non
         return np.tile(np.array([0.0, 0.0, 1.0], np.float32), (n, 1))
     k = min(k, n)
     tree = tree or cKDTree(points)  # a caller's tree is reused for the segmentation graph too
-    distances, neighbours = tree.query(points, k=k, workers=-1)
+    distances, neighbors = tree.query(points, k=k, workers=-1)
     # the PCA itself is the inference core's, so training and inference normals agree
-    return pca_normals(points, k, knn=KNN(neighbours, distances)).numpy()
+    return pca_normals(points, k, knn=KNN(neighbors, distances)).numpy()
 
 
-def knn_graph(points: np.ndarray, k: int, max_edge_length: float, tree: cKDTree | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn_graph(
+    points: np.ndarray, k: int, max_edge_length: float, tree: cKDTree | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Undirected kNN edges (a < b), each listed once, no longer than ``max_edge_length``."""
     n = len(points)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     k = min(k + 1, n)
     tree = tree or cKDTree(points)
-    dist, neighbours = tree.query(points, k=k, workers=-1)
+    dist, neighbors = tree.query(points, k=k, workers=-1)
     src = np.repeat(np.arange(n), k)
-    dst = neighbours.reshape(-1)
+    dst = neighbors.reshape(-1)
     keep = (src != dst) & (dist.reshape(-1) <= max_edge_length)
     a, b = np.minimum(src[keep], dst[keep]), np.maximum(src[keep], dst[keep])
     pairs = np.unique(a * n + b)
@@ -152,7 +155,9 @@ def felzenszwalb_graph(
         if not len(pa):
             return False
         count = len(size)
-        _, relabel = connected_components(coo_matrix((np.ones(len(pa)), (pa, pb)), shape=(count, count)), directed=False)
+        _, relabel = connected_components(
+            coo_matrix((np.ones(len(pa)), (pa, pb)), shape=(count, count)), directed=False
+        )
         new_internal = np.zeros(relabel.max() + 1, np.float64)
         np.maximum.at(new_internal, relabel, internal)
         if not absorb_small:  # merged edges become internal (absorbing keeps Int, as the segmentator does)

@@ -14,15 +14,17 @@ Preparation (per source, once; cached under a key of the source's fingerprint an
 
 A scene without annotations trains the point-to-entity loss only (``texts`` empty).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,24 +89,36 @@ class TrainingScene:
         try:
             np.savez(
                 tmp,
-                points=self.points, colors=self.colors, normals=self.normals, entity=self.entity,
-                texts=np.array(self.texts, dtype=np.str_), text_embeddings=self.text_embeddings,
-                match_text=self.match_text, match_entity=self.match_entity,
-                entity_source=np.array(self.entity_source), source=np.array(self.source),
-            )  # fmt: skip
+                points=self.points,
+                colors=self.colors,
+                normals=self.normals,
+                entity=self.entity,
+                texts=np.array(self.texts, dtype=np.str_),
+                text_embeddings=self.text_embeddings,
+                match_text=self.match_text,
+                match_entity=self.match_entity,
+                entity_source=np.array(self.entity_source),
+                source=np.array(self.source),
+            )
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, path: Path) -> "TrainingScene":
+    def load(cls, path: Path) -> TrainingScene:
         with np.load(path, allow_pickle=False) as data:
             return cls(
-                points=data["points"], colors=data["colors"], normals=data["normals"], entity=data["entity"],
-                texts=tuple(str(t) for t in data["texts"]), text_embeddings=data["text_embeddings"],
-                match_text=data["match_text"], match_entity=data["match_entity"],
-                entity_source=str(data["entity_source"]), source=str(data["source"]),
-            )  # fmt: skip
+                points=data["points"],
+                colors=data["colors"],
+                normals=data["normals"],
+                entity=data["entity"],
+                texts=tuple(str(t) for t in data["texts"]),
+                text_embeddings=data["text_embeddings"],
+                match_text=data["match_text"],
+                match_entity=data["match_entity"],
+                entity_source=str(data["entity_source"]),
+                source=str(data["source"]),
+            )
 
 
 # ------------------------------------------------------------------------------ annotations
@@ -177,7 +191,9 @@ def _texts(values: Any) -> list[str]:
 TextEncodeFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]  # (texts, kinds) -> (T, D) unit rows
 
 
-def prepare_scene(loaded: LoadedSource, config: SceneConfig, encode: TextEncodeFn | None, text_dim: int) -> TrainingScene:
+def prepare_scene(
+    loaded: LoadedSource, config: SceneConfig, encode: TextEncodeFn | None, text_dim: int
+) -> TrainingScene:
     """Steps 1-4 of the module doc for one loaded source."""
     scan = loaded.scan
     if len(scan) == 0:
@@ -247,10 +263,17 @@ def prepare_scene(loaded: LoadedSource, config: SceneConfig, encode: TextEncodeF
     else:
         embeddings = np.zeros((0, text_dim), np.float32)
     return TrainingScene(
-        points=points.astype(np.float32), colors=np.asarray(colors, np.uint8), normals=np.asarray(normals, np.float32),
-        entity=entity, texts=tuple(texts), text_embeddings=embeddings, match_text=match_text,
-        match_entity=match_entity, entity_source=source_kind, source=str(loaded.source.path),
-    )  # fmt: skip
+        points=points.astype(np.float32),
+        colors=np.asarray(colors, np.uint8),
+        normals=np.asarray(normals, np.float32),
+        entity=entity,
+        texts=tuple(texts),
+        text_embeddings=embeddings,
+        match_text=match_text,
+        match_entity=match_entity,
+        entity_source=source_kind,
+        source=str(loaded.source.path),
+    )
 
 
 def scene_cache_key(source: Source, config: SceneConfig, text_space: dict) -> str:

@@ -1,9 +1,11 @@
 """A small LRU of prepared scenes, so a loader worker reads each scene file once per few epochs."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 SceneT = TypeVar("SceneT")
 

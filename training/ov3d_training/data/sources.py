@@ -14,6 +14,7 @@ The ScanNet scan in ``../shared/data/scannet`` is the evaluation scan and is ref
 data, by location (anything that resolves into that folder) and by content (a copy elsewhere has
 the same bytes): :class:`EvaluationDataError`.
 """
+
 from __future__ import annotations
 
 import json
@@ -152,8 +153,6 @@ def _evaluation_files(evaluation: str) -> tuple[tuple[str, int, str], ...]:
     if not folder.is_dir():
         return ()
     return tuple((str(p), p.stat().st_size, file_sha256(p)) for p in sorted(folder.glob("*.npz")))
-
-
 
 
 def annotations_path(source: Source) -> Path:

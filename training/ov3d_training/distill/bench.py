@@ -24,6 +24,7 @@ Keys (seconds; medians over ``steps`` after one warm-up step):
   (1-minute, before and after: the CI machine is shared, and a loaded machine's timings are not an
   idle one's), ``weights``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +61,11 @@ def bench_scene(num_voxels: int, voxel_size: float, scan_path: Path = DEFAULT_SC
     """One point per voxel, ball-cropped to ``num_voxels`` (module doc)."""
     if scan_path.is_file():
         data = np.load(scan_path)
-        points, colors, source = data["xyz"].astype(np.float32), data["rgb"].astype(np.uint8), "scannet scene0000_00 (ball crop)"
+        points, colors, source = (
+            data["xyz"].astype(np.float32),
+            data["rgb"].astype(np.uint8),
+            "scannet scene0000_00 (ball crop)",
+        )
     else:
         rng = np.random.default_rng(0)
         side = int(np.ceil(np.sqrt(num_voxels * 1.3))) * voxel_size
@@ -70,8 +76,8 @@ def bench_scene(num_voxels: int, voxel_size: float, scan_path: Path = DEFAULT_SC
     voxels = voxelize(points, voxel_size)
     _, first = np.unique(voxels.point_to_voxel, return_index=True)
     points, colors = points[first], colors[first]
-    centre = np.median(points, axis=0)
-    keep = np.sort(np.argsort(((points - centre) ** 2).sum(axis=1))[:num_voxels])
+    center = np.median(points, axis=0)
+    keep = np.sort(np.argsort(((points - center) ** 2).sum(axis=1))[:num_voxels])
     return DistillScene(points[keep], colors[keep], None, source), source
 
 
@@ -97,9 +103,16 @@ def run(
     torch.manual_seed(0)
     teacher = FrozenTeacher(
         set_conv_algorithm(MPECModel(teacher_config, TEXT_DIM), dev).to(dev),
-        TeacherMetadata(teacher_config, TextSpace("minilm-l6-v2", TEXT_DIM), voxel_size, teacher_config.input_features, trained=False),
-        Path("."), "random-init",
-    )  # fmt: skip
+        TeacherMetadata(
+            teacher_config,
+            TextSpace("minilm-l6-v2", TEXT_DIM),
+            voxel_size,
+            teacher_config.input_features,
+            trained=False,
+        ),
+        Path("."),
+        "random-init",
+    )
     objective = set_conv_algorithm(
         DistillationObjective(StudentNet(config.student.build(TEXT_DIM)), config.loss, config.pairs), dev
     ).to(dev)
@@ -110,30 +123,51 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         scene_file = Path(tmp) / "scene.npz"
         scene.save(scene_file)
-        dataset = DistillDataset([scene_file], voxel_size, config.data, config.pairs, config.loss,
-                                 config.student.input_features, teacher.input_features, seed=0)  # fmt: skip
+        dataset = DistillDataset(
+            [scene_file],
+            voxel_size,
+            config.data,
+            config.pairs,
+            config.loss,
+            config.student.input_features,
+            teacher.input_features,
+            seed=0,
+        )
         cache = TeacherFeatureCache(Path(tmp) / "cache")
-        records: dict[str, list[float]] = {k: [] for k in ("data_item_s", "teacher_s", "teacher_cache_load_s",
-                                                           "student_forward_loss_s", "backward_s", "optimizer_s")}  # fmt: skip
+        records: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "data_item_s",
+                "teacher_s",
+                "teacher_cache_load_s",
+                "student_forward_loss_s",
+                "backward_s",
+                "optimizer_s",
+            )
+        }
         voxels_seen, anchors = 0, 0
         for step in range(steps + 1):
             item_s, item = _timed(lambda: dataset[(step, 0)], sync)
             batch = collate_items([item]).to(dev)
             voxels_seen, anchors = item.num_voxels, len(item.anchors)
             with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                teacher_s, out = _timed(lambda: teacher.features(
-                    batch_sparse_tensor(batch, len(teacher_config.channels)), config.pairs.teacher_space, True), sync)  # fmt: skip
+                teacher_s, out = _timed(
+                    lambda: teacher.features(
+                        batch_sparse_tensor(batch, len(teacher_config.channels)), config.pairs.teacher_space, True
+                    ),
+                    sync,
+                )
                 cache.store("scene", out)
                 load_s, _ = _timed(lambda: cache.load("scene", item.num_voxels, dev), sync)
                 forward_s, (loss, _) = _timed(lambda: objective(batch, out.guide, out.text), sync)
             backward_s, _ = _timed(lambda: loss.backward(), sync)
 
-            def optimise():
+            def optimize():
                 torch.nn.utils.clip_grad_norm_(objective.parameters(), config.optim.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
 
-            optimizer_s, _ = _timed(optimise, sync)
+            optimizer_s, _ = _timed(optimize, sync)
             if step == 0:
                 continue  # warm-up
             for key, value in zip(records, (item_s, teacher_s, load_s, forward_s, backward_s, optimizer_s)):

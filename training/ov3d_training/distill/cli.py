@@ -9,13 +9,14 @@ latest checkpoint with exactly those, and refuses a teacher whose weights change
 
 Exit codes: 0 done, 1 training error, 2 bad command line / configuration / data / teacher.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
@@ -25,18 +26,40 @@ RUN_TEACHER = "teacher.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", type=Path, default=None,
-                        help="the MPEC teacher: '<mpec run>/teacher' or the MPEC run directory (optional with --resume)")  # fmt: skip
-    parser.add_argument("--data", nargs="+", default=None,
-                        help="rosbag2 recordings, npz/ply/pcd scans, or folders of them (optional with --resume)")  # fmt: skip
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="the MPEC teacher: '<mpec run>/teacher' or the MPEC run directory (optional with --resume)",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=None,
+        help="rosbag2 recordings, npz/ply/pcd scans, or folders of them (optional with --resume)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs, curves, student/)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="recipe YAML (default: training/configs/distill_default.yaml; with --resume: the run's own)")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="recipe YAML (default: training/configs/distill_default.yaml; with --resume: the run's own)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe value, e.g. --set trainer.steps=2000 (repeatable)")  # fmt: skip
-    parser.add_argument("--stop-at-step", type=int, default=None,
-                        help="checkpoint and exit after this step (time-sliced jobs; --resume continues)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set trainer.steps=2000 (repeatable)",
+    )
+    parser.add_argument(
+        "--stop-at-step",
+        type=int,
+        default=None,
+        help="checkpoint and exit after this step (time-sliced jobs; --resume continues)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -61,14 +84,23 @@ def main(args: argparse.Namespace) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_yaml(config, run_dir / RUN_CONFIG)
         (run_dir / RUN_DATA).write_text(yaml.safe_dump([str(Path(d).resolve()) for d in data]), encoding="utf-8")
-        (run_dir / RUN_TEACHER).write_text(yaml.safe_dump({"path": str(teacher_dir), "weights_sha256": teacher_sha}), encoding="utf-8")
+        (run_dir / RUN_TEACHER).write_text(
+            yaml.safe_dump({"path": str(teacher_dir), "weights_sha256": teacher_sha}), encoding="utf-8"
+        )
     task = DistillTask(config, data, teacher_dir)
     record = {"recipe": to_dict(config), "teacher_sha256": teacher_sha}
-    trainer = Trainer(task, config.trainer, config.optim, seed=config.seed, run_dir=run_dir, resume=args.resume,
-                      config_record=record)  # fmt: skip
-    return fit_and_report(trainer, command="distill", artefact="student", is_main=is_main, stop_at_step=args.stop_at_step,
-                          user_errors=(EvaluationDataError, NoTrainingDataError, ConfigError, CheckpointError, ScanTooSmallError),
-                          digits=3)  # fmt: skip
+    trainer = Trainer(
+        task, config.trainer, config.optim, seed=config.seed, run_dir=run_dir, resume=args.resume, config_record=record
+    )
+    return fit_and_report(
+        trainer,
+        command="distill",
+        artefact="student",
+        is_main=is_main,
+        stop_at_step=args.stop_at_step,
+        user_errors=(EvaluationDataError, NoTrainingDataError, ConfigError, CheckpointError, ScanTooSmallError),
+        digits=3,
+    )
 
 
 def _resolve_inputs(args: argparse.Namespace, run_dir: Path, is_main: bool):
@@ -80,12 +112,16 @@ def _resolve_inputs(args: argparse.Namespace, run_dir: Path, is_main: bool):
     saved_config, saved_data, saved_teacher = run_dir / RUN_CONFIG, run_dir / RUN_DATA, run_dir / RUN_TEACHER
     if args.resume:
         if not saved_config.is_file() or not saved_teacher.is_file():
-            raise ConfigError(f"--resume: {run_dir} has no {RUN_CONFIG} / {RUN_TEACHER} (not a distillation run directory?)")
+            raise ConfigError(
+                f"--resume: {run_dir} has no {RUN_CONFIG} / {RUN_TEACHER} (not a distillation run directory?)"
+            )
         raw = load_yaml(saved_config)
         if args.config is not None:
             given = to_dict(_config(apply_overrides(load_yaml(args.config), args.overrides)))
             if given != to_dict(_config(raw)):
-                raise ConfigError(f"--resume: {args.config} differs from the run's {saved_config}; resume without --config")
+                raise ConfigError(
+                    f"--resume: {args.config} differs from the run's {saved_config}; resume without --config"
+                )
         elif args.overrides:
             raise ConfigError("--resume continues the run's own recipe; --set is not allowed")
         data = args.data or yaml.safe_load(saved_data.read_text(encoding="utf-8"))

@@ -5,14 +5,15 @@ The dataclass defaults are the default recipe as written; the YAML file spells i
 (architecture), ``pairs`` (anchor / positive / negative mining, see :mod:`.pairs`), ``loss`` and
 ``validation``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ov3d_ros.core.features import DEFAULT_FEATURES, feature_set
-from ov3d_ros.core.network import AFFINITY_DIM, StudentConfig, UNetConfig
 from ov3d_ros.core.ggp import GGPConfig
+from ov3d_ros.core.network import AFFINITY_DIM, StudentConfig, UNetConfig
 
 from ..data.augment import AugmentConfig
 from ..trainer.config import OptimConfig, TrainerConfig, from_dict, load_yaml
@@ -69,10 +70,10 @@ class StudentArchConfig:
         if self.semantic_rank is not None and self.semantic_rank < 0:
             raise ValueError(f"student.semantic_rank must be >= 0 (0 = full rank) or null, got {self.semantic_rank}")
 
-    def resolved(self) -> "StudentArchConfig":
+    def resolved(self) -> StudentArchConfig:
         """A copy with every ``None`` replaced by the inference default."""
         default = StudentConfig()
-        pick = lambda value, fallback: fallback if value is None else value  # noqa: E731
+        pick = lambda value, fallback: fallback if value is None else value
         return StudentArchConfig(
             input_features=self.input_features,
             channels=tuple(pick(self.channels, default.backbone.channels)),
@@ -90,8 +91,13 @@ class StudentArchConfig:
             blocks=r.blocks,
             decoder_blocks=r.decoder_blocks,
         )
-        return StudentConfig(backbone=backbone, semantic_dim=int(semantic_dim), affinity_dim=AFFINITY_DIM,
-                             head_hidden=r.head_hidden, semantic_rank=r.semantic_rank or None)  # fmt: skip
+        return StudentConfig(
+            backbone=backbone,
+            semantic_dim=int(semantic_dim),
+            affinity_dim=AFFINITY_DIM,
+            head_hidden=r.head_hidden,
+            semantic_rank=r.semantic_rank or None,
+        )
 
 
 @dataclass

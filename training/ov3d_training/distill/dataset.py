@@ -18,6 +18,7 @@ Per item:
    computed here in the loader workers, off the training process), a pool of ``negative_pool``
    distinct voxels for the global negatives, and optionally the voxels of the semantic term.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ from torch.utils.data import Dataset
 from ov3d_ros.core.features import input_features
 from ov3d_ros.core.voxel import voxelize
 
-from ..data.scene_cache import SceneCache
 from ..data.augment import augment_view, thin_points
+from ..data.scene_cache import SceneCache
 from .config import DistillDataConfig, DistillLossConfig, PairConfig
 from .pairs import anchor_neighbors
 from .scenes import DistillScene
@@ -99,8 +100,8 @@ def make_item(scene: DistillScene, scene_index: int, spec: DistillDataset, rng: 
     points, colors, normals = scene.points, scene.colors, scene.normals
     cropped = len(points) > data.max_points
     if cropped:
-        centre = points[rng.integers(len(points))]
-        keep = np.sort(np.argpartition(((points - centre) ** 2).sum(axis=1), data.max_points - 1)[: data.max_points])
+        center = points[rng.integers(len(points))]
+        keep = np.sort(np.argpartition(((points - center) ** 2).sum(axis=1), data.max_points - 1)[: data.max_points])
         points, colors = points[keep], colors[keep]
         normals = None if normals is None else normals[keep]
     if data.augment is not None:
@@ -158,14 +159,23 @@ class DistillBatch:
     def __len__(self) -> int:
         return len(self.sizes)
 
-    def to(self, device: torch.device) -> "DistillBatch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+    def to(self, device: torch.device) -> DistillBatch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)
         return DistillBatch(
-            move(self.coords), move(self.batch_index), move(self.student_features), move(self.teacher_features),
-            list(self.offsets), list(self.sizes), [move(t) for t in self.anchors], [move(t) for t in self.neighbors],
-            [move(t) for t in self.pools], [move(t) for t in self.semantic_index], list(self.scene_index),
-            list(self.deterministic), list(self.sources),
-        )  # fmt: skip
+            move(self.coords),
+            move(self.batch_index),
+            move(self.student_features),
+            move(self.teacher_features),
+            list(self.offsets),
+            list(self.sizes),
+            [move(t) for t in self.anchors],
+            [move(t) for t in self.neighbors],
+            [move(t) for t in self.pools],
+            [move(t) for t in self.semantic_index],
+            list(self.scene_index),
+            list(self.deterministic),
+            list(self.sources),
+        )
 
     def semantic_rows(self) -> torch.Tensor | None:
         """Batch rows of the semantic term (None = every voxel of every item)."""
@@ -188,13 +198,15 @@ def collate_items(items: list[DistillItem]) -> DistillBatch:
     has_teacher = [item.teacher_features is not None for item in items]
     if any(has_teacher) and not all(has_teacher):
         raise ValueError("collate_items: items disagree on separate teacher features")
-    as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    as_tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))
     return DistillBatch(
         coords=torch.from_numpy(np.concatenate([i.coords for i in items]).astype(np.int32)),
         batch_index=torch.from_numpy(np.concatenate([np.full(i.num_voxels, b, np.int64) for b, i in enumerate(items)])),
         student_features=torch.from_numpy(np.concatenate([i.student_features for i in items]).astype(np.float32)),
         teacher_features=(
-            torch.from_numpy(np.concatenate([i.teacher_features for i in items]).astype(np.float32)) if all(has_teacher) else None
+            torch.from_numpy(np.concatenate([i.teacher_features for i in items]).astype(np.float32))
+            if all(has_teacher)
+            else None
         ),
         offsets=offsets,
         sizes=sizes,

@@ -8,6 +8,7 @@ Honesty of ``trained``: a student is marked trained only if its teacher was (a s
 from a random-init teacher -- the tests' plumbing runs -- holds meaningless weights, and the
 Segmenter refuses it unless ``allow_untrained``) and it took at least one optimisation step.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

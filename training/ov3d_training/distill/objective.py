@@ -12,6 +12,7 @@ local batches then equals one process's loss on the global batch). Pair mining a
 in float32 even under autocast: top-k over similarities and a softmax at tau = 0.07 need the
 precision.
 """
+
 from __future__ import annotations
 
 import spconv.pytorch as spconv
@@ -29,7 +30,9 @@ from .pairs import info_nce, mine_pairs
 METRIC_NAMES = ("loss_aff", "loss_sem", "acc_aff", "cos_sem", "valid_negatives", "teacher_positive_cos", "anchors_used")
 
 
-def batch_sparse_tensor(batch: DistillBatch, levels: int, features: torch.Tensor | None = None) -> spconv.SparseConvTensor:
+def batch_sparse_tensor(
+    batch: DistillBatch, levels: int, features: torch.Tensor | None = None
+) -> spconv.SparseConvTensor:
     """The batch's voxels as one sparse tensor, grid padded to a multiple of the UNet's total stride.
 
     Why padded (``mpec.model.padded_sparse_tensor``, what the teacher was trained with): a
@@ -38,8 +41,9 @@ def batch_sparse_tensor(batch: DistillBatch, levels: int, features: torch.Tensor
     multiple of ``2 ** (levels - 1)`` keeps every voxel at every level; more padding changes
     nothing.
     """
-    return padded_sparse_tensor(batch.coords, batch.student_features if features is None else features,
-                                batch.batch_index, levels)  # fmt: skip
+    return padded_sparse_tensor(
+        batch.coords, batch.student_features if features is None else features, batch.batch_index, levels
+    )
 
 
 class DistillationObjective(nn.Module):
@@ -81,7 +85,13 @@ class DistillationObjective(nn.Module):
                 start, size = batch.offsets[b], batch.sizes[b]
                 total = affinity.new_zeros(())
                 if cfg.affinity_weight > 0:
-                    pairs = mine_pairs(guide[start : start + size], batch.anchors[b], batch.neighbors[b], batch.pools[b], self.pair_config)
+                    pairs = mine_pairs(
+                        guide[start : start + size],
+                        batch.anchors[b],
+                        batch.neighbors[b],
+                        batch.pools[b],
+                        self.pair_config,
+                    )
                     result = info_nce(affinity[start : start + size], pairs, cfg.temperature)
                     total = total + cfg.affinity_weight * result.loss
                     if result.used_anchors:

@@ -33,6 +33,7 @@ Everything is vectorised over anchors. The spatial neighbours of the anchors are
 :func:`anchor_neighbors` (a k-d tree queried for the anchors only; see its doc), in the data
 workers. The student runs on the whole scan; pairs index into its full-scan output.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -126,8 +127,14 @@ def mine_pairs(
     count, k = neighbors.shape
     if count == 0 or k == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        return Pairs(empty, empty.clone(), torch.zeros((0, 0), dtype=torch.long, device=device),
-                     torch.zeros((0, 0), dtype=torch.bool, device=device), unit.new_zeros(0), 0)  # fmt: skip
+        return Pairs(
+            empty,
+            empty.clone(),
+            torch.zeros((0, 0), dtype=torch.long, device=device),
+            torch.zeros((0, 0), dtype=torch.bool, device=device),
+            unit.new_zeros(0),
+            0,
+        )
     rows = unit[anchors]
     similarity = _gathered_dot(unit, rows, neighbors)  # (A, K) teacher cosine to each neighbour
 
@@ -176,7 +183,9 @@ def info_nce(embeddings: torch.Tensor, pairs: Pairs, temperature: float = 0.07) 
     vectors; normalising again is free and makes the function safe for any input).
     """
     unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
-    used = pairs.valid.any(dim=1) if pairs.valid.numel() else torch.zeros(len(pairs), dtype=torch.bool, device=unit.device)
+    used = (
+        pairs.valid.any(dim=1) if pairs.valid.numel() else torch.zeros(len(pairs), dtype=torch.bool, device=unit.device)
+    )
     if not bool(used.any()):
         return InfoNCEResult(unit.sum() * 0.0, float("nan"), 0)
     anchors = pairs.anchors[used]

@@ -12,6 +12,7 @@ is lighter than MPEC's (``data.scene``): no over-segmentation, no text encoder. 
 Files are ``<cache>/distill_<key>.npz`` with a key over the source's fingerprint and the settings,
 written atomically (temporary name + rename), so concurrent runs share a cache safely.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,13 +58,15 @@ class DistillScene:
             Path(tmp).unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, path: Path) -> "DistillScene":
+    def load(cls, path: Path) -> DistillScene:
         with np.load(path, allow_pickle=False) as data:
             normals = data["normals"] if "normals" in data.files else None
             return cls(data["points"], data["colors"], normals, str(data["source"]))
 
 
-def prepare_scene(source: Source, voxel_size: float, with_normals: bool, normals_k: int, min_voxels: int) -> DistillScene:
+def prepare_scene(
+    source: Source, voxel_size: float, with_normals: bool, normals_k: int, min_voxels: int
+) -> DistillScene:
     """Steps 1-3 of the module doc for one source; :class:`ScanTooSmallError` below ``min_voxels``."""
     scan = load_source(source).scan
     voxels = voxelize(scan.points, voxel_size)

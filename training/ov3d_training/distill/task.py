@@ -13,13 +13,14 @@ Outputs in the run directory, besides the shared loop's checkpoints/logs/curves:
 * ``teacher_cache/``: float16 teacher features of deterministic views (``teacher_cache: true``
   and ``data.augment: null`` only).
 """
+
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -75,15 +76,26 @@ class DistillTask:
             cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else self.run_dir / "cache"
             needs_normals = "normals" in cfg.student.input_features or "normals" in self.teacher.input_features
             prepared = prepare_scenes(
-                sources, cache_dir, self.voxel_size, with_normals=needs_normals, normals_k=cfg.data.normals_k,
-                min_voxels=cfg.data.min_voxels, progress=cfg.trainer.progress,
-            )  # fmt: skip
+                sources,
+                cache_dir,
+                self.voxel_size,
+                with_normals=needs_normals,
+                normals_k=cfg.data.normals_k,
+                min_voxels=cfg.data.min_voxels,
+                progress=cfg.trainer.progress,
+            )
             self.scene_files = repeat_each(prepared, source_repeats(self.data, sources))
             self.sources = [str(s.path) for s in sources]
             record.write_text(
-                json.dumps({"sources": self.sources, "scene_files": [str(p) for p in self.scene_files],
-                            "teacher": str(self.teacher.directory), "teacher_sha256": self.teacher.weights_sha256},
-                           indent=2),  # fmt: skip
+                json.dumps(
+                    {
+                        "sources": self.sources,
+                        "scene_files": [str(p) for p in self.scene_files],
+                        "teacher": str(self.teacher.directory),
+                        "teacher_sha256": self.teacher.weights_sha256,
+                    },
+                    indent=2,
+                ),
                 encoding="utf-8",
             )
             self.validator = self._validator()
@@ -94,7 +106,9 @@ class DistillTask:
             self.scene_files = [Path(p) for p in prepared["scene_files"]]
         if cfg.teacher_cache and cfg.data.augment is None:
             space = cfg.pairs.teacher_space
-            self.feature_cache = TeacherFeatureCache(self.run_dir / CACHE_DIR / f"{self.teacher.weights_sha256[:16]}_{space}")
+            self.feature_cache = TeacherFeatureCache(
+                self.run_dir / CACHE_DIR / f"{self.teacher.weights_sha256[:16]}_{space}"
+            )
 
     def _voxel_size(self) -> float:
         teacher_size = float(self.teacher.metadata.voxel_size)
@@ -112,28 +126,48 @@ class DistillTask:
             return None
         path = Path(cfg.validation.scan) if cfg.validation.scan else evaluation_dir() / DEFAULT_EVALUATION_SCAN
         if not path.is_file():
-            warnings.warn(f"validation scan {path} not found; distilling without validation", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"validation scan {path} not found; distilling without validation", RuntimeWarning, stacklevel=2
+            )
             return None
         from ov3d_ros.core.text import load_text_encoder
         from ov3d_ros.eval.scannet20 import CLASS_NAMES
 
         space = self.teacher.metadata.text_space
-        encoder = load_text_encoder(space.encoder_id, weights_path=self.teacher.metadata.architecture.text_weights,
-                                    templates=space.templates, device="cpu")  # fmt: skip
+        encoder = load_text_encoder(
+            space.encoder_id,
+            weights_path=self.teacher.metadata.architecture.text_weights,
+            templates=space.templates,
+            device="cpu",
+        )
         if int(encoder.dim) != self.teacher.text_dim:
-            raise ConfigError(f"text encoder {space.encoder_id!r} is {encoder.dim}-d but the teacher's adapter is {self.teacher.text_dim}-d")
+            raise ConfigError(
+                f"text encoder {space.encoder_id!r} is {encoder.dim}-d but the teacher's adapter is {self.teacher.text_dim}-d"
+            )
         return DistillValidator(
-            path, cfg.validation, self.voxel_size, cfg.student.input_features, self.teacher,
-            encoder.encode(list(CLASS_NAMES)), cfg.pairs, cfg.loss,
-        )  # fmt: skip
+            path,
+            cfg.validation,
+            self.voxel_size,
+            cfg.student.input_features,
+            self.teacher,
+            encoder.encode(list(CLASS_NAMES)),
+            cfg.pairs,
+            cfg.loss,
+        )
 
     # ------------------------------------------------------------------------------ data
     def train_dataset(self) -> DistillDataset:
         cfg = self.config
         return DistillDataset(
-            self.scene_files, self.voxel_size, cfg.data, cfg.pairs, cfg.loss,
-            cfg.student.input_features, self.teacher.input_features, cfg.seed,
-        )  # fmt: skip
+            self.scene_files,
+            self.voxel_size,
+            cfg.data,
+            cfg.pairs,
+            cfg.loss,
+            cfg.student.input_features,
+            self.teacher.input_features,
+            cfg.seed,
+        )
 
     def collate(self, items) -> DistillBatch:
         return collate_items(items)
@@ -153,10 +187,13 @@ class DistillTask:
         use_cache = self.feature_cache is not None and all(batch.deterministic)
         device = batch.coords.device
         if use_cache:
-            loaded = [self.feature_cache.load(self._scene_key(i), n, device) for i, n in zip(batch.scene_index, batch.sizes)]
+            loaded = [
+                self.feature_cache.load(self._scene_key(i), n, device) for i, n in zip(batch.scene_index, batch.sizes)
+            ]
             if all(out is not None and (out.text is not None or not with_text) for out in loaded):
-                return TeacherOutput(torch.cat([o.guide for o in loaded]),
-                                     torch.cat([o.text for o in loaded]) if with_text else None)  # fmt: skip
+                return TeacherOutput(
+                    torch.cat([o.guide for o in loaded]), torch.cat([o.text for o in loaded]) if with_text else None
+                )
         inputs = batch.teacher_features if batch.teacher_features is not None else batch.student_features
         sparse = batch_sparse_tensor(batch, len(self.teacher.model.config.channels), inputs)
         out = self.teacher.features(sparse, self.config.pairs.teacher_space, with_text)
@@ -164,7 +201,9 @@ class DistillTask:
             out = round_half(out)
             for index, start, size in zip(batch.scene_index, batch.offsets, batch.sizes):
                 part = slice(start, start + size)
-                self.feature_cache.store(self._scene_key(index), TeacherOutput(out.guide[part], None if out.text is None else out.text[part]))
+                self.feature_cache.store(
+                    self._scene_key(index), TeacherOutput(out.guide[part], None if out.text is None else out.text[part])
+                )
         return out
 
     def _scene_key(self, index: int) -> str:
@@ -202,9 +241,16 @@ class DistillTask:
     def _export(self, model: nn.Module, directory: Path, step: int, finished: bool, metrics: dict[str, float]) -> Path:
         student = model.student if isinstance(model, DistillationObjective) else model
         metadata = student_metadata(
-            student, teacher=self.teacher, config=self.config, voxel_size=self.voxel_size, step=step,
-            finished=finished, metrics=metrics, sources=self.sources, device=self.device_name,
-        )  # fmt: skip
+            student,
+            teacher=self.teacher,
+            config=self.config,
+            voxel_size=self.voxel_size,
+            step=step,
+            finished=finished,
+            metrics=metrics,
+            sources=self.sources,
+            device=self.device_name,
+        )
         return export_student(directory, student, metadata)
 
 
@@ -230,4 +276,4 @@ def _describe_device(device: torch.device) -> str:
     return "cpu"
 
 
-__all__ = ["DistillTask", "PREPARED_FILE"]
+__all__ = ["PREPARED_FILE", "DistillTask"]

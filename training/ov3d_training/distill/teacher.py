@@ -19,6 +19,7 @@ computing them (``python -m ov3d_training.distill.bench`` reports both, as ``tea
 ``teacher_cache_load_s``). With the cache on, features are *always* rounded to float16 --
 freshly computed or loaded -- so a run gives the same numbers whichever epoch filled the cache.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,7 @@ class FrozenTeacher:
         self.weights_sha256 = weights_sha256
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> "FrozenTeacher":
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> FrozenTeacher:
         directory = resolve_teacher_dir(path)
         model, metadata = load_teacher(directory, device)
         sha = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))["weights_sha256"]
@@ -90,7 +91,7 @@ class FrozenTeacher:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: torch.device | str) -> "FrozenTeacher":
+    def to(self, device: torch.device | str) -> FrozenTeacher:
         self.model = set_conv_algorithm(self.model.to(device).eval(), device)
         return self
 

@@ -17,6 +17,7 @@ plus ``teacher_miou``, the teacher's own VL features without pooling (a referenc
 GGP runs on the (V, 20) logits of unit features, exactly as the Segmenter does (see
 ``ov3d_ros.core.ggp`` for why labels equal the feature path's).
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from ov3d_ros.core.features import input_features
-from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.ggp import build_pooling_graph
+from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.voxel import voxelize
 from ov3d_ros.eval.metrics import evaluate
 from ov3d_ros.eval.scannet20 import CLASS_NAMES, nyu40_to_class_index
@@ -88,7 +89,9 @@ class DistillValidator:
         rng = np.random.default_rng(VALIDATION_SEED)
         total = voxels.num_voxels
         anchors = np.sort(rng.choice(total, size=min(self.config.anchors, total), replace=False)).astype(np.int64)
-        pool = np.sort(rng.choice(total, size=min(self.pair_config.negative_pool, total), replace=False)).astype(np.int64)
+        pool = np.sort(rng.choice(total, size=min(self.pair_config.negative_pool, total), replace=False)).astype(
+            np.int64
+        )
         teacher_input = self.teacher.input_features
         item = DistillItem(
             coords=voxels.coords,
@@ -146,7 +149,9 @@ class DistillValidator:
         metrics["miou"] = self._miou(logits, p.point_to_voxel, p.target)
         iterations = self.config.ggp_iterations
         for name, weights in (("miou_ggp", "affinity"), ("miou_uniform", "uniform"), ("miou_distance", "distance")):
-            graph = build_pooling_graph(p.centers, affinity if weights == "affinity" else None, self.config.ggp(weights), knn=p.knn)
+            graph = build_pooling_graph(
+                p.centers, affinity if weights == "affinity" else None, self.config.ggp(weights), knn=p.knn
+            )
             metrics[name] = self._miou(graph.pool(logits, iterations), p.point_to_voxel, p.target)
         metrics["ggp_gain"] = metrics["miou_ggp"] - metrics["miou"]
         metrics["teacher_miou"] = p.teacher_miou

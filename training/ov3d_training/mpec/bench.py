@@ -12,6 +12,7 @@
 Run: ``python -m ov3d_training.mpec.bench overseg`` or
 ``python -m ov3d_training.mpec.bench step --data RECORDING [--config FILE.yaml]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ from ..data.sources import evaluation_dir
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def _densify(points: np.ndarray, colors: np.ndarray, target: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _densify(
+    points: np.ndarray, colors: np.ndarray, target: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     from scipy.spatial import cKDTree
 
     if len(points) >= target:
@@ -71,7 +74,7 @@ def overseg(scan_path: str | Path | None = None, num_points: int = 100_000, seed
         "graph_s": round(t2 - t1, 4),
         "felzenszwalb_s": round(t3 - t2, 4),
         "total_s": round(t3 - t0, 4),
-        "segments": int(len(np.unique(labels))),
+        "segments": len(np.unique(labels)),
     }
 
 
@@ -97,7 +100,9 @@ def train_step(
     config = from_dict(MPECConfig, _apply_overrides(load_yaml(config_path), list(overrides)))
     if config.trainer.cpu_threads:
         torch.set_num_threads(config.trainer.cpu_threads)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     batch = batch_size or config.trainer.batch_size
     task = MPECTask(config, [str(d) for d in data])
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,8 +141,8 @@ def train_step(
             "threads": torch.get_num_threads(),
             "batch_size": batch,
             "scenes": len(dataset),
-            "points_per_scan": [int(len(item.entity)) for item in items],
-            "voxels_per_view": [int(len(v.coords)) for item in items for v in item.views],
+            "points_per_scan": [len(item.entity) for item in items],
+            "voxels_per_view": [len(v.coords) for item in items for v in item.views],
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "prepare_s": round(prepare_s, 3),
             "item_s": round(item_s, 4),
@@ -167,8 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "overseg":
         result = overseg(args.scan, args.points)
     else:
-        result = train_step(args.data, args.config, steps=args.steps, batch_size=args.batch_size, device=args.device,
-                            overrides=args.overrides)  # fmt: skip
+        result = train_step(
+            args.data,
+            args.config,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            device=args.device,
+            overrides=args.overrides,
+        )
     print(json.dumps(result, indent=2))
     return 0
 

@@ -1,4 +1,5 @@
 """The MPEC recipe as one YAML file (see ``training/configs/mpec_default.yaml``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

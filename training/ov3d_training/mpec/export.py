@@ -6,6 +6,7 @@ features, the text space, the SHA-256 of the weights), both written atomically, 
 The teacher is a separate format because it is a different network (no affinity head, a
 VL-adapter); distillation (``ov3d-train distill``) reads it with :func:`load_teacher`.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,9 @@ from typing import Any
 
 import torch
 
-from ov3d_ros.core.provenance import file_sha256
 from ov3d_ros.core.checkpoint import CheckpointError, TextSpace
 from ov3d_ros.core.network import set_conv_algorithm
+from ov3d_ros.core.provenance import file_sha256
 
 from ..trainer.config import from_dict
 from ..trainer.provenance import git_commit
@@ -52,8 +53,10 @@ def save_teacher(directory: str | Path, model: MPECModel, metadata: TeacherMetad
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().to("cpu", torch.float32 if t.is_floating_point() else t.dtype).contiguous()
-               for name, t in model.state_dict().items()}  # fmt: skip
+    tensors = {
+        name: t.detach().to("cpu", torch.float32 if t.is_floating_point() else t.dtype).contiguous()
+        for name, t in model.state_dict().items()
+    }
     data = {
         "role": ROLE,
         "schema_version": SCHEMA_VERSION,
@@ -101,7 +104,9 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
     if data.get("role") != ROLE or data.get("schema_version") != SCHEMA_VERSION:
-        raise CheckpointError(f"{meta_path}: not an MPEC teacher of schema {SCHEMA_VERSION} (role {data.get('role')!r})")
+        raise CheckpointError(
+            f"{meta_path}: not an MPEC teacher of schema {SCHEMA_VERSION} (role {data.get('role')!r})"
+        )
     if file_sha256(weights) != data.get("weights_sha256"):
         raise CheckpointError(f"{weights}: contents do not match {METADATA_FILE} (corrupt, or files of two runs)")
     architecture = from_dict(MPECModelConfig, data["architecture"], "architecture")
@@ -133,5 +138,3 @@ def _temp(directory: Path, name: str) -> Path:
     handle, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     os.close(handle)
     return Path(tmp)
-
-

@@ -17,6 +17,7 @@ Everything is vectorised; a scan's cost is O(N * K) for N points and K entities.
 to an entity equals the dot product with the mean of the entity's *unit* features, which is how
 ``s`` is computed (no N x N matrix).
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,7 +29,9 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def entity_mean_of_unit_features(features: torch.Tensor, entity: torch.Tensor, num_entities: int) -> tuple[torch.Tensor, torch.Tensor]:
+def entity_mean_of_unit_features(
+    features: torch.Tensor, entity: torch.Tensor, num_entities: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, D) mean of the L2-normalised features of each entity's points and (K,) point counts.
 
     Entities without points get a zero row and count 0.
@@ -99,7 +102,11 @@ def text_to_entity_loss(
     match = match.to(torch.bool)
     if not bool(match.any(dim=1).all()):
         raise ValueError("text_to_entity_loss: every text must match at least one entity")
-    logits = F.normalize(_at_least_fp32(text_embeddings), dim=1) @ F.normalize(_at_least_fp32(entity_embeddings), dim=1).T / temperature
+    logits = (
+        F.normalize(_at_least_fp32(text_embeddings), dim=1)
+        @ F.normalize(_at_least_fp32(entity_embeddings), dim=1).T
+        / temperature
+    )
     target = match.to(logits.dtype) / match.sum(dim=1, keepdim=True)
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
@@ -117,16 +124,23 @@ def entity_to_text_loss(
     scalar in the model: texts of one scene are similar to each other, so the decision boundary
     should not be forced to cos = 0).
     """
-    logits = F.normalize(_at_least_fp32(entity_embeddings), dim=1) @ F.normalize(_at_least_fp32(text_embeddings), dim=1).T
+    logits = (
+        F.normalize(_at_least_fp32(entity_embeddings), dim=1) @ F.normalize(_at_least_fp32(text_embeddings), dim=1).T
+    )
     logits = logits / temperature + bias
     return F.binary_cross_entropy_with_logits(logits, match.T.to(logits.dtype))
 
 
-def retrieval_accuracy(entity_embeddings: torch.Tensor, text_embeddings: torch.Tensor, match: torch.Tensor) -> tuple[float, float]:
+def retrieval_accuracy(
+    entity_embeddings: torch.Tensor, text_embeddings: torch.Tensor, match: torch.Tensor
+) -> tuple[float, float]:
     """(text -> entity, entity -> text) top-1 accuracy: the most similar entity of a text is one it
     names; the most similar text of an entity is one of its texts (entities with texts only)."""
     with torch.no_grad():
-        sim = F.normalize(_at_least_fp32(text_embeddings), dim=1) @ F.normalize(_at_least_fp32(entity_embeddings), dim=1).T  # (T, E)
+        sim = (
+            F.normalize(_at_least_fp32(text_embeddings), dim=1)
+            @ F.normalize(_at_least_fp32(entity_embeddings), dim=1).T
+        )  # (T, E)
         match = match.to(torch.bool)
         rows = torch.arange(len(sim), device=sim.device)
         t2e = match[rows, sim.argmax(dim=1)].float().mean().item()

@@ -10,6 +10,7 @@
 * point projection (optional, ``point_projection_dim``): an MLP in front of the point-to-entity
   contrast. The paper contrasts encoder features directly (the default, ``None``).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ from torch import nn
 from ov3d_ros.core.features import DEFAULT_FEATURES, feature_set
 from ov3d_ros.core.network import ProjectionHead, SparseUNet, UNetConfig, to_sparse_tensor
 
-from ..data.dataset import colour_channels
+from ..data.dataset import color_channels
 
 
 @dataclass
@@ -72,8 +73,8 @@ class MPECModel(nn.Module):
         self.text_dim = int(text_dim)
         self.backbone = SparseUNet(config.backbone())
         width = self.backbone.out_channels
-        self.colour = colour_channels(config.input_features)
-        self.mask_token = nn.Parameter(torch.zeros(self.colour.stop - self.colour.start))
+        self.color = color_channels(config.input_features)
+        self.mask_token = nn.Parameter(torch.zeros(self.color.stop - self.color.start))
         self.adapter = ProjectionHead(width, config.adapter_hidden, self.text_dim)
         self.point_projection = (
             ProjectionHead(width, max(width, config.point_projection_dim), config.point_projection_dim)
@@ -84,13 +85,17 @@ class MPECModel(nn.Module):
 
     def apply_mask_token(self, features: torch.Tensor, voxel_masked: torch.Tensor) -> torch.Tensor:
         """Colour channels of masked voxels -> the learnable token; everything else untouched."""
-        colour = features[:, self.colour]
-        token = self.mask_token.to(features.dtype).expand_as(colour)
-        colour = torch.where(voxel_masked[:, None], token, colour)
-        return torch.cat([features[:, : self.colour.start], colour, features[:, self.colour.stop :]], dim=1)
+        color = features[:, self.color]
+        token = self.mask_token.to(features.dtype).expand_as(color)
+        color = torch.where(voxel_masked[:, None], token, color)
+        return torch.cat([features[:, : self.color.start], color, features[:, self.color.stop :]], dim=1)
 
     def encode(
-        self, coords: torch.Tensor, features: torch.Tensor, batch_index: torch.Tensor, voxel_masked: torch.Tensor | None = None
+        self,
+        coords: torch.Tensor,
+        features: torch.Tensor,
+        batch_index: torch.Tensor,
+        voxel_masked: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(V, width) encoder features, rows in the order of the input voxels."""
         if voxel_masked is not None:

@@ -14,6 +14,7 @@ embedding is the mean over its points. Only entities named by at least one text 
 (segments from over-segmentation and unannotated instances have no names: they are neither
 positives nor trustworthy negatives).
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,9 @@ class MPECObjective(nn.Module):
         used_language = False
         for b in range(len(batch)):
             pu, pv, entity = batch.point_to_voxel_u[b], batch.point_to_voxel_v[b], batch.entity[b]
-            p2e, p2e_acc = point_to_entity_terms(contrast[pu], contrast[pv], entity, batch.num_entities[b], cfg.point_temperature)
+            p2e, p2e_acc = point_to_entity_terms(
+                contrast[pu], contrast[pv], entity, batch.num_entities[b], cfg.point_temperature
+            )
             total = cfg.point_to_entity * p2e
             _add(sums, "loss_p2e", float(p2e.detach()))
             _add(sums, "acc_p2e", float(p2e_acc))
@@ -58,13 +61,17 @@ class MPECObjective(nn.Module):
                 merged = 0.5 * (encoded[pu[keep]] + encoded[pv[keep]])
                 projected = self.model.text_features(merged)
                 projected = projected if projected.dtype == torch.float64 else projected.float()
-                sums_e = projected.new_zeros((len(named), projected.shape[1])).index_add_(0, point_slot[keep], projected)
+                sums_e = projected.new_zeros((len(named), projected.shape[1])).index_add_(
+                    0, point_slot[keep], projected
+                )
                 counts = torch.bincount(point_slot[keep], minlength=len(named)).clamp(min=1).to(projected.dtype)
                 entity_embeddings = sums_e / counts[:, None]
                 texts = batch.text_embeddings[b]
                 sub_match = match[:, named]
                 t2e = text_to_entity_loss(entity_embeddings, texts, sub_match, cfg.language_temperature)
-                e2t = entity_to_text_loss(entity_embeddings, texts, sub_match, cfg.language_temperature, self.model.e2t_bias)
+                e2t = entity_to_text_loss(
+                    entity_embeddings, texts, sub_match, cfg.language_temperature, self.model.e2t_bias
+                )
                 total = total + cfg.alpha * t2e + cfg.beta * e2t
                 acc_t2e, acc_e2t = retrieval_accuracy(entity_embeddings, texts, sub_match)
                 _add(sums, "loss_t2e", float(t2e.detach()))

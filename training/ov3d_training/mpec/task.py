@@ -4,12 +4,13 @@
 class names and writes ``prepared.json`` into the run directory; the other processes read it, so
 only rank 0 ever loads the text encoder.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -82,7 +83,9 @@ class MPECTask:
                     out[names] = encoder.encode([texts[i] for i in names])
                 if sentences:  # captions / referrals are sentences: no prompt template around them
                     if sentence_encoder is None:
-                        sentence_encoder = encoder if tuple(encoder.templates) == ("{}",) else self._text_encoder(("{}",))
+                        sentence_encoder = (
+                            encoder if tuple(encoder.templates) == ("{}",) else self._text_encoder(("{}",))
+                        )
                     out[sentences] = sentence_encoder.encode([texts[i] for i in sentences])
                 return out
 
@@ -123,7 +126,9 @@ class MPECTask:
     # ------------------------------------------------------------------------------ data
     def train_dataset(self) -> MPECDataset:
         cfg = self.config
-        return MPECDataset(self.scene_files, cfg.data.voxel_size, cfg.data.view_config(cfg.model.input_features), cfg.seed)
+        return MPECDataset(
+            self.scene_files, cfg.data.voxel_size, cfg.data.view_config(cfg.model.input_features), cfg.seed
+        )
 
     def collate(self, items) -> MPECBatch:
         return collate_items(items)
@@ -140,7 +145,11 @@ class MPECTask:
 
     # ------------------------------------------------------------------------ validation
     def evaluation_scan_path(self) -> Path:
-        path = Path(self.config.validation.scan) if self.config.validation.scan else evaluation_dir() / DEFAULT_EVALUATION_SCAN
+        path = (
+            Path(self.config.validation.scan)
+            if self.config.validation.scan
+            else evaluation_dir() / DEFAULT_EVALUATION_SCAN
+        )
         return path
 
     def validate(self, model: nn.Module, device: torch.device, step: int) -> dict[str, float]:
@@ -156,7 +165,9 @@ class MPECTask:
             if self._evaluation is None:
                 self._evaluation = load_evaluation_scan(path)
             voxel_size = self.config.data.voxel_size
-            metrics.update(evaluate_teacher(teacher, self._evaluation, self.class_embeddings, voxel_size, device, cfg.max_voxels))
+            metrics.update(
+                evaluate_teacher(teacher, self._evaluation, self.class_embeddings, voxel_size, device, cfg.max_voxels)
+            )
         return metrics
 
     # ---------------------------------------------------------------------------- export
@@ -177,4 +188,3 @@ class MPECTask:
             recipe=to_dict(self.config),
         )
         return save_teacher(Path(run_dir) / TEACHER_DIR, teacher, metadata)
-

@@ -7,6 +7,7 @@ of its voxel. NYU40 ids outside ScanNet-20 are ignored. mIoU / mAcc are over the
 in the scan; the foreground f-mIoU / f-mAcc drop wall, floor and other furniture from both the
 candidates and the ground truth.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,7 +51,12 @@ def load_evaluation_scan(path: str | Path) -> EvaluationScan:
 
 @torch.no_grad()
 def teacher_text_features(
-    model: MPECModel, points: np.ndarray, colors: np.ndarray, voxel_size: float, device: torch.device, max_voxels: int | None = None
+    model: MPECModel,
+    points: np.ndarray,
+    colors: np.ndarray,
+    voxel_size: float,
+    device: torch.device,
+    max_voxels: int | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """(V, D) unit text-space features per voxel and the (N,) point -> voxel map."""
     voxels = voxelize(points, voxel_size, colors=colors, max_voxels=max_voxels)
@@ -75,7 +81,9 @@ def evaluate_teacher(
     was_training = model.training
     model.eval()
     try:
-        features, point_to_voxel = teacher_text_features(model, scan.points, scan.colors, voxel_size, device, max_voxels)
+        features, point_to_voxel = teacher_text_features(
+            model, scan.points, scan.colors, voxel_size, device, max_voxels
+        )
     finally:
         model.train(was_training)
     text = torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device)
@@ -96,7 +104,11 @@ def evaluate_teacher(
 
 @torch.no_grad()
 def retrieval_on_scenes(
-    model: MPECModel, scenes: list[TrainingScene], voxel_size: float, device: torch.device, max_voxels: int | None = None
+    model: MPECModel,
+    scenes: list[TrainingScene],
+    voxel_size: float,
+    device: torch.device,
+    max_voxels: int | None = None,
 ) -> dict[str, float]:
     """Entity <-> text top-1 retrieval on whole scenes, no augmentation, no masks (the model in eval
     mode). Entities are embedded as the mean VL-adapter output of their points. Means over scenes."""
@@ -107,7 +119,9 @@ def retrieval_on_scenes(
         for scene in scenes:
             if not scene.has_language:
                 continue
-            voxels = voxelize(scene.points, voxel_size, colors=scene.colors, normals=scene.normals, max_voxels=max_voxels)
+            voxels = voxelize(
+                scene.points, voxel_size, colors=scene.colors, normals=scene.normals, max_voxels=max_voxels
+            )
             feats = torch.from_numpy(input_features(voxels, model.config.input_features)).to(device)
             coords = torch.from_numpy(voxels.coords).to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
@@ -123,7 +137,9 @@ def retrieval_on_scenes(
             keep = point_slot >= 0
             voxel_of_point = torch.from_numpy(voxels.point_to_voxel[keep]).to(device)
             index = torch.from_numpy(point_slot[keep]).to(device)
-            sums = text_space.new_zeros((len(named), text_space.shape[1])).index_add_(0, index, text_space[voxel_of_point])
+            sums = text_space.new_zeros((len(named), text_space.shape[1])).index_add_(
+                0, index, text_space[voxel_of_point]
+            )
             entity_embeddings = sums / torch.bincount(index, minlength=len(named)).clamp(min=1)[:, None]
             texts = torch.from_numpy(scene.text_embeddings).to(device)
             t2e, e2t = retrieval_accuracy(entity_embeddings, texts, torch.from_numpy(match[:, named]).to(device))

@@ -12,6 +12,7 @@ and the data-only geometric embedding want z up, so each cloud is first rotated 
 table plane (its support labels 1-9, fitted by PCA) is horizontal, the camera above it, and
 the floor level is the table -- the robot would get this transform from tf.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -20,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph
+from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.segmenter import Segmenter
 from ov3d_ros.io.scan import Scan
 
@@ -45,19 +46,23 @@ def gravity_aligned(scan: Scan) -> Scan:
     table = scan.points[(support >= 1) & (support < FIRST_OBJECT_LABEL)]
     if len(table) < 100:
         raise ValueError(f"{scan.frame_id}: too few table points ({len(table)}) to find the vertical")
-    centre = table.mean(axis=0)
-    _, _, vt = np.linalg.svd(table - centre, full_matrices=False)
-    up = vt[2] if np.dot(vt[2], -centre) > 0 else -vt[2]  # the camera at the origin looks down on the table
+    center = table.mean(axis=0)
+    _, _, vt = np.linalg.svd(table - center, full_matrices=False)
+    up = vt[2] if np.dot(vt[2], -center) > 0 else -vt[2]  # the camera at the origin looks down on the table
     x_axis = np.cross([0.0, 1.0, 0.0], up)
     x_axis = x_axis / np.linalg.norm(x_axis) if np.linalg.norm(x_axis) > 1e-6 else np.array([1.0, 0.0, 0.0])
     y_axis = np.cross(up, x_axis)
     rotation = np.stack([x_axis, y_axis, up])  # rows: new axes in camera coordinates
-    points = ((scan.points - centre) @ rotation.T).astype(np.float32)
+    points = ((scan.points - center) @ rotation.T).astype(np.float32)
     return Scan(points=points, colors=scan.colors, instances=scan.instances, labels=scan.labels, frame_id="table")
 
 
 def cloud_affinity(
-    segmenter: Segmenter, scan: Scan, name: str, iterations: int | None = None, settings: dict[str, GGPConfig] | None = None
+    segmenter: Segmenter,
+    scan: Scan,
+    name: str,
+    iterations: int | None = None,
+    settings: dict[str, GGPConfig] | None = None,
 ) -> CloudAffinity:
     """Inside shares of every pooling variant on one labelled cloud (module doc). Each variant at
     its own ``settings`` entry (its calibrated tau and T) or else the segmenter's GGP;
@@ -84,9 +89,14 @@ def cloud_affinity(
     runs = [(variant, variant_setting(variant, settings, config)) for variant in GGP_VARIANTS]
     runs += [(f"{variant}_voxels", replace(setting, coarsen=1)) for variant, setting in runs if setting.coarsen > 1]
     for label, setting in runs:  # not "name": that is the cloud's
-        graph = build_pooling_graph(centers, embeddings[label.removesuffix("_voxels")], setting, device=device,
-                                    cell_size=voxels.voxel_size,
-                                    knn=knn if setting.k == config.k and setting.coarsen == 1 else None)  # fmt: skip
+        graph = build_pooling_graph(
+            centers,
+            embeddings[label.removesuffix("_voxels")],
+            setting,
+            device=device,
+            cell_size=voxels.voxel_size,
+            knn=knn if setting.k == config.k and setting.coarsen == 1 else None,
+        )
         passes = setting.iterations if iterations is None else iterations
         after_one = graph.pool(indicator, 1)
         after_t = graph.pool(after_one, passes - 1) if passes > 1 else after_one
@@ -95,7 +105,9 @@ def cloud_affinity(
     return CloudAffinity(name, voxels.num_voxels, int((objects > 0).sum()), one, many)
 
 
-def mosd_affinity(segmenter: Segmenter, files: list[Path], settings: dict[str, GGPConfig] | None = None) -> list[CloudAffinity]:
+def mosd_affinity(
+    segmenter: Segmenter, files: list[Path], settings: dict[str, GGPConfig] | None = None
+) -> list[CloudAffinity]:
     from ov3d_ros.io.files import load_scan
 
     results = []
@@ -104,4 +116,3 @@ def mosd_affinity(segmenter: Segmenter, files: list[Path], settings: dict[str, G
         # every variant at its own tau but the same T (the node's): the shares compare like for like
         results.append(cloud_affinity(segmenter, scan, Path(path).stem, segmenter.config.ggp.iterations, settings))
     return results
-

@@ -13,6 +13,7 @@ Inputs default to the packaged student and ``$OV3D_SHARED_DATA`` (``../shared/da
 
 Exit codes: 0 done, 2 missing or unusable model / data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,12 +26,22 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for report.json, report.md and the pictures")
-    parser.add_argument("--student", type=Path, default=None, help="student checkpoint directory (default: the packaged model)")
-    parser.add_argument("--teacher", type=Path, default=None, help="the MPEC teacher directory, for its reference row (optional)")
-    parser.add_argument("--scene", type=Path, default=None, help="labelled scan (default: <shared data>/scannet/scene0000_00.npz)")
-    parser.add_argument("--mosd", type=Path, default=None, help="folder of mOSD .pcd clouds (default: <shared data>/mosd)")
+    parser.add_argument(
+        "--student", type=Path, default=None, help="student checkpoint directory (default: the packaged model)"
+    )
+    parser.add_argument(
+        "--teacher", type=Path, default=None, help="the MPEC teacher directory, for its reference row (optional)"
+    )
+    parser.add_argument(
+        "--scene", type=Path, default=None, help="labelled scan (default: <shared data>/scannet/scene0000_00.npz)"
+    )
+    parser.add_argument(
+        "--mosd", type=Path, default=None, help="folder of mOSD .pcd clouds (default: <shared data>/mosd)"
+    )
     parser.add_argument("--ks", type=int, nargs="+", default=[8, 16, 32, 64], help="GGP k values of the sweep")
-    parser.add_argument("--iterations", type=int, nargs="+", default=[0, 2, 4, 8, 16, 24, 32, 48], help="GGP T values of the sweep")
+    parser.add_argument(
+        "--iterations", type=int, nargs="+", default=[0, 2, 4, 8, 16, 24, 32, 48], help="GGP T values of the sweep"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
@@ -40,9 +51,9 @@ def main(args: argparse.Namespace) -> int:
     from ov3d_ros.eval.scannet20 import CLASS_NAMES
     from ov3d_ros.io.files import load_scan
 
+    from ..calibrate.ggp import unpooled_centering, variant_settings
     from ..data.sources import shared_data_dir
     from . import plots
-    from ..calibrate.ggp import unpooled_centering, variant_settings
     from .affinity import mosd_affinity
     from .scannet import confusions, scannet_report, teacher_logits_on
 
@@ -68,9 +79,20 @@ def main(args: argparse.Namespace) -> int:
     print(f"student on {scene.name}: {len(args.ks)} k x {len(args.iterations)} T x 4 pooling variants ...", flush=True)
     settings = variant_settings(segmenter.metadata)  # calibrated on held-out simulated rooms
     if not settings:
-        print("the student has no GGP calibration (ov3d-train calibrate): every variant at the segmenter's GGP", flush=True)
-    report = scannet_report(segmenter, scan, embeddings, teacher, tuple(args.ks), tuple(args.iterations), settings,
-                            unpooled_centering=unpooled_centering(segmenter.metadata))  # fmt: skip
+        print(
+            "the student has no GGP calibration (ov3d-train calibrate): every variant at the segmenter's GGP",
+            flush=True,
+        )
+    report = scannet_report(
+        segmenter,
+        scan,
+        embeddings,
+        teacher,
+        tuple(args.ks),
+        tuple(args.iterations),
+        settings,
+        unpooled_centering=unpooled_centering(segmenter.metadata),
+    )
     mosd_files = sorted(Path(mosd_dir).glob("*.pcd"))
     print(f"affinity quality on {len(mosd_files)} mOSD clouds ...", flush=True)
     affinity = mosd_affinity(segmenter, mosd_files, settings) if mosd_files else []
@@ -117,37 +139,69 @@ def markdown(result: dict) -> str:
 
     settings = result.get("ggp_settings") or {}
     unpooled = ((result.get("ggp_calibration") or {}).get("no_pooling_centered") or {}).get("centering")
-    lines = ["| variant | GGP k / tau / T / cells / centering | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | GGP k / tau / T / cells / centering | mIoU | mAcc | f-mIoU | f-mAcc |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in result["scannet"].items():
         ggp = settings.get(name)
-        cell = f"{ggp['k']} / {ggp['tau']:g} / {ggp['iterations']} / {ggp.get('coarsen', 1)} / {ggp.get('centering', 0.0):g}" \
-            if ggp else (f"- / - / 0 / - / {unpooled:g}" if name == "student_centered" else "-")
-        lines.append(f"| {LABELS[name]} | {cell} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |")
+        cell = (
+            f"{ggp['k']} / {ggp['tau']:g} / {ggp['iterations']} / {ggp.get('coarsen', 1)} / {ggp.get('centering', 0.0):g}"
+            if ggp
+            else (f"- / - / 0 / - / {unpooled:g}" if name == "student_centered" else "-")
+        )
+        lines.append(
+            f"| {LABELS[name]} | {cell} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |"
+        )
     s = result["scannet"]
     if "ggp_learned" in s:
         best_plain = max(s[v]["miou"] for v in ("ggp_uniform", "ggp_distance", "ggp_geometric"))
-        where = "each variant at its tau / T / cells / centering calibrated on held-out simulated rooms" if result.get("ggp_calibration") else \
-            f"all at k={result['ggp_shipped']['k']}, T={result['ggp_shipped']['iterations']}"
+        where = (
+            "each variant at its tau / T / cells / centering calibrated on held-out simulated rooms"
+            if result.get("ggp_calibration")
+            else f"all at k={result['ggp_shipped']['k']}, T={result['ggp_shipped']['iterations']}"
+        )
         unpooled_best = max(s[v]["miou"] for v in ("student", "student_centered") if v in s)
-        lines += ["", f"GGP learned vs no pooling: {s['ggp_learned']['miou'] - unpooled_best:+.2f} mIoU (the better unpooled row); "
-                      f"vs the best plain geometric pooling: {s['ggp_learned']['miou'] - best_plain:+.2f} mIoU ({where})."]  # fmt: skip
+        lines += [
+            "",
+            f"GGP learned vs no pooling: {s['ggp_learned']['miou'] - unpooled_best:+.2f} mIoU (the better unpooled row); "
+            f"vs the best plain geometric pooling: {s['ggp_learned']['miou'] - best_plain:+.2f} mIoU ({where}).",
+        ]
     if result.get("bounds"):
-        lines += ["", "What pooling could add (bounds; see ov3d_training.report.scannet):", "",
-                  "| bound | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "What pooling could add (bounds; see ov3d_training.report.scannet):",
+            "",
+            "| bound | mIoU | mAcc | f-mIoU | f-mAcc |",
+            "|---|---|---|---|---|",
+        ]
         for name, row in result["bounds"].items():
-            lines.append(f"| {LABELS[name]} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |")
+            lines.append(
+                f"| {LABELS[name]} | {row['miou']:.2f} | {row['macc']:.2f} | {row['fmiou']:.2f} | {row['fmacc']:.2f} |"
+            )
     confusion = result.get("confusion") or {}
     if confusion:
         variants = list(confusion)
-        lines += ["", "Where each class's points go (percent of the class's points; the three largest shares):", "",
-                  "| true class | " + " | ".join(LABELS[v] for v in variants) + " |", "|---|" + "---|" * len(variants)]  # fmt: skip
+        lines += [
+            "",
+            "Where each class's points go (percent of the class's points; the three largest shares):",
+            "",
+            "| true class | " + " | ".join(LABELS[v] for v in variants) + " |",
+            "|---|" + "---|" * len(variants),
+        ]
         for name in confusion[variants[0]]:
-            cells = (", ".join(f"{given} {share:.0f}" for given, share in list(confusion[v][name].items())[:3]) for v in variants)
+            cells = (
+                ", ".join(f"{given} {share:.0f}" for given, share in list(confusion[v][name].items())[:3])
+                for v in variants
+            )
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if result["mosd_affinity"]:
         variants = list(result["mosd_affinity"][0]["inside_one_step"])
-        lines += ["", "| mOSD cloud | voxels | objects | " + " | ".join(f"{LABELS[v]} (W / W^T)" for v in variants) + " |",
-                  "|---|---|---|" + "---|" * len(variants)]  # fmt: skip
+        lines += [
+            "",
+            "| mOSD cloud | voxels | objects | " + " | ".join(f"{LABELS[v]} (W / W^T)" for v in variants) + " |",
+            "|---|---|---|" + "---|" * len(variants),
+        ]
         for a in result["mosd_affinity"]:
             cells = " | ".join(f"{a['inside_one_step'][v]:.3f} / {a['inside_t_steps'][v]:.3f}" for v in variants)
             lines.append(f"| {a['name']} | {a['voxels']} | {a['objects']} | {cells} |")

@@ -31,6 +31,7 @@ Bounds (``ScanNetReport.bounds``), to tell how much pooling *could* add:
 * ``teacher_ggp_*``: GeoPurify's own setting -- the student's pooling graphs applied to the
   teacher's features instead of the student's semantic head.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -46,7 +47,12 @@ from ov3d_ros.eval.metrics import confusion_matrix, evaluate, restrict_classes
 from ov3d_ros.eval.scannet20 import CLASS_NAMES, FOREGROUND_EXCLUDED, nyu40_to_class_index
 
 GGP_VARIANTS = ("ggp_uniform", "ggp_distance", "ggp_geometric", "ggp_learned")
-WEIGHTS_OF = {"ggp_uniform": "uniform", "ggp_distance": "distance", "ggp_geometric": "affinity", "ggp_learned": "affinity"}
+WEIGHTS_OF = {
+    "ggp_uniform": "uniform",
+    "ggp_distance": "distance",
+    "ggp_geometric": "affinity",
+    "ggp_learned": "affinity",
+}
 
 
 @dataclass
@@ -92,9 +98,14 @@ class ClassNameScorer:
         full = evaluate(self.target, self.predict(logits), CLASS_NAMES)
         fg_pred = logits[:, self.fg_columns].argmax(dim=1).cpu().numpy()[self.point_to_voxel]
         fg = evaluate(self.fg_target, fg_pred, self.fg_names)
-        pct = lambda v: None if v is None else round(100.0 * float(v), 2)  # noqa: E731
-        return ScanScores(pct(full.miou), pct(full.macc), pct(fg.miou), pct(fg.macc),
-                          {name: pct(v) for name, v in full.per_class_iou.items()})  # fmt: skip
+        pct = lambda v: None if v is None else round(100.0 * float(v), 2)
+        return ScanScores(
+            pct(full.miou),
+            pct(full.macc),
+            pct(fg.miou),
+            pct(fg.macc),
+            {name: pct(v) for name, v in full.per_class_iou.items()},
+        )
 
 
 def variant_setting(variant: str, settings: dict[str, GGPConfig] | None, fallback: GGPConfig) -> GGPConfig:
@@ -123,7 +134,7 @@ def scannet_report(
     scores that field unpooled too: the fair no-pooling baseline once centering is calibrated."""
     shipped = segmenter.config.ggp
     chosen = {v: variant_setting(v, settings, shipped) for v in GGP_VARIANTS}
-    processed = process_uncentred(segmenter, scan)  # each variant centres the raw field by its own share
+    processed = process_uncentered(segmenter, scan)  # each variant centres the raw field by its own share
     device = segmenter.device
     text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(device), dim=1)
     field_logits: dict[float, torch.Tensor] = {}
@@ -170,22 +181,48 @@ def scannet_report(
             for factor in sorted({1, own.coarsen}):
                 if factor not in geometry:
                     geometry[factor] = pooling_geometry(centers, k, factor, voxel_size)
-                graph = build_pooling_graph(centers, embeddings[variant], replace(own, k=k, coarsen=factor),
-                                            knn=geometry[factor], cell_size=voxel_size, device=device)  # fmt: skip
+                graph = build_pooling_graph(
+                    centers,
+                    embeddings[variant],
+                    replace(own, k=k, coarsen=factor),
+                    knn=geometry[factor],
+                    cell_size=voxel_size,
+                    device=device,
+                )
                 for t, pooled in graph.pool_stages(logits_at(own.centering), wanted_t):
                     scores = scorer(pooled)
-                    sweep.append({"variant": variant, "k": k, "coarsen": factor, "T": t, "tau": own.tau,
-                                  "centering": own.centering, "miou": scores.miou, "fmiou": scores.fmiou})  # fmt: skip
+                    sweep.append(
+                        {
+                            "variant": variant,
+                            "k": k,
+                            "coarsen": factor,
+                            "T": t,
+                            "tau": own.tau,
+                            "centering": own.centering,
+                            "miou": scores.miou,
+                            "fmiou": scores.fmiou,
+                        }
+                    )
                     if (k, factor, t) == (own.k, own.coarsen, own.iterations):
                         variants[variant] = scores
                         predictions[variant] = scorer.predict(pooled)
                 if (k, factor) == (own.k, own.coarsen) and teacher_logits is not None:
                     bounds[f"teacher_{variant}"] = scorer(graph.pool(teacher_logits, own.iterations))
-    return ScanNetReport(variants, sweep, shipped, scan.points, target, predictions,
-                         processed.num_voxels, processed.voxels.voxel_size, bounds, chosen)  # fmt: skip
+    return ScanNetReport(
+        variants,
+        sweep,
+        shipped,
+        scan.points,
+        target,
+        predictions,
+        processed.num_voxels,
+        processed.voxels.voxel_size,
+        bounds,
+        chosen,
+    )
 
 
-def process_uncentred(segmenter: Segmenter, scan):
+def process_uncentered(segmenter: Segmenter, scan):
     """``segmenter.process(scan)`` with the semantic field left uncentred, whatever the segmenter's
     own centering: for callers that centre the raw field themselves, per setting."""
     return segmenter.process(scan, ggp=replace(segmenter.config.ggp, centering=0.0))
@@ -205,7 +242,9 @@ def class_confusion(target: np.ndarray, prediction: np.ndarray, num_classes: int
 CONFUSION_VARIANTS = ("ggp_learned", "student_instance_mean", "teacher_instance_mean")
 
 
-def confusions(report: "ScanNetReport", variants: tuple[str, ...] = CONFUSION_VARIANTS) -> dict[str, dict[str, dict[str, float]]]:
+def confusions(
+    report: ScanNetReport, variants: tuple[str, ...] = CONFUSION_VARIANTS
+) -> dict[str, dict[str, dict[str, float]]]:
     """Per variant, per class present in the scan: the percentage of its points given each class
     (shares below 0.5 % left out), largest first."""
     present = [c for c in range(len(CLASS_NAMES)) if np.any(report.target == c)]
@@ -215,10 +254,13 @@ def confusions(report: "ScanNetReport", variants: tuple[str, ...] = CONFUSION_VA
             continue
         shares = class_confusion(report.target, report.predictions[variant], len(CLASS_NAMES))
         result[variant] = {
-            CLASS_NAMES[c]: {CLASS_NAMES[j]: round(100.0 * float(shares[c, j]), 1)
-                             for j in np.argsort(-shares[c], kind="stable") if shares[c, j] >= 0.005}
+            CLASS_NAMES[c]: {
+                CLASS_NAMES[j]: round(100.0 * float(shares[c, j]), 1)
+                for j in np.argsort(-shares[c], kind="stable")
+                if shares[c, j] >= 0.005
+            }
             for c in present
-        }  # fmt: skip
+        }
     return result
 
 
@@ -253,8 +295,9 @@ def teacher_logits_on(teacher_dir, segmenter: Segmenter, scan, class_embeddings:
     voxel_size = segmenter.voxel_size
     if abs(metadata.voxel_size - voxel_size) > 1e-9:
         raise ValueError(f"teacher voxel size {metadata.voxel_size} differs from the student's {voxel_size}")
-    features, _ = teacher_text_features(model, scan.points, scan.colors, voxel_size, segmenter.device,
-                                        segmenter.config.max_voxels)  # fmt: skip
+    features, _ = teacher_text_features(
+        model, scan.points, scan.colors, voxel_size, segmenter.device, segmenter.config.max_voxels
+    )
     text = F.normalize(torch.from_numpy(np.ascontiguousarray(class_embeddings, np.float32)).to(segmenter.device), dim=1)
     return (features.float() @ text.T).float()
 

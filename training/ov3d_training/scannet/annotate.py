@@ -9,6 +9,7 @@ their text, or the relation record beside it, would point at no labelled wall.
 The sidecar keeps the simulator's keys that training reads (``entities`` with ``id`` = the scan's
 instance id, ``category``, ``noun``, ``captions``, ``referrals``) and says where the labels came from.
 """
+
 from __future__ import annotations
 
 from ..sim.relations import THRESHOLDS, Relation, compute_relations
@@ -28,29 +29,39 @@ def build_real_annotations(room: MeasuredRoom, source: dict) -> dict:
     scene = room.scene
     facts = usable_facts(compute_relations(scene))
     attrs = {
-        e.id: {"color": room.colors[e.id], "size": size_adjective(e.category, e.size), "material": None,
-               "dimensions_m": [round(float(v), 3) for v in e.size]}
+        e.id: {
+            "color": room.colors[e.id],
+            "size": size_adjective(e.category, e.size),
+            "material": None,
+            "dimensions_m": [round(float(v), 3) for v in e.size],
+        }
         for e in scene.entities
-    }  # fmt: skip
+    }
     describer = Describer(scene, attrs)
     entities = []
     for e in scene.entities:
-        entities.append({
-            "id": room.instance_of_entity[e.id],
-            "category": e.category,
-            "noun": e.noun,
-            "attributes": attrs[e.id],
-            "captions": captions(e, attrs[e.id], scene.room_type),
-            "referrals": referrals(e, facts, describer),
-            "aabb": e.box.to_json(),
-            "mount": e.mount,
-            "support": room.instance_of_entity.get(e.support) if e.support else None,
-            "wall": e.wall,
-        })  # fmt: skip
+        entities.append(
+            {
+                "id": room.instance_of_entity[e.id],
+                "category": e.category,
+                "noun": e.noun,
+                "attributes": attrs[e.id],
+                "captions": captions(e, attrs[e.id], scene.room_type),
+                "referrals": referrals(e, facts, describer),
+                "aabb": e.box.to_json(),
+                "mount": e.mount,
+                "support": room.instance_of_entity.get(e.support) if e.support else None,
+                "wall": e.wall,
+            }
+        )
     to_instance = room.instance_of_entity
     return {
         "format": FORMAT,
-        "room": {"type": scene.room_type, "size_m": [round(float(v), 3) for v in scene.size], "walls_found": room.walls_found},
+        "room": {
+            "type": scene.room_type,
+            "size_m": [round(float(v), 3) for v in scene.size],
+            "walls_found": room.walls_found,
+        },
         "entities": entities,
         "relations": [
             {"type": f.type, "subject": to_instance[f.subject], "targets": [to_instance.get(t, 0) for t in f.targets]}

@@ -14,6 +14,7 @@ education): say so in its model card.
 
 Exit codes: 0 done, 2 unusable arguments or data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,17 @@ SCANNET_TERMS = "ScanNet Terms of Use: non-commercial research and education onl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--src", type=Path, required=True, help="folder of ScanNet npz scans (xyz, rgb, sem_nyu40, inst)")
+    parser.add_argument(
+        "--src", type=Path, required=True, help="folder of ScanNet npz scans (xyz, rgb, sem_nyu40, inst)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (train/ and val/ are written)")
-    parser.add_argument("--hold-out", nargs="*", default=list(DEFAULT_HOLD_OUT), metavar="ROOM",
-                        help="rooms (sceneXXXX) kept for validation, never for training")  # fmt: skip
+    parser.add_argument(
+        "--hold-out",
+        nargs="*",
+        default=list(DEFAULT_HOLD_OUT),
+        metavar="ROOM",
+        help="rooms (sceneXXXX) kept for validation, never for training",
+    )
 
 
 def room_of(scan_name: str) -> str:
@@ -62,7 +70,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"ov3d-train scannet-rooms: no .npz scans in {args.src}", file=sys.stderr)
         return 2
     hold_out = set(args.hold_out)
-    summary: dict[str, dict] = {"train": {"scans": [], "entities": 0, "texts": 0}, "val": {"scans": [], "entities": 0, "texts": 0}}
+    summary: dict[str, dict] = {
+        "train": {"scans": [], "entities": 0, "texts": 0},
+        "val": {"scans": [], "entities": 0, "texts": 0},
+    }
     for path in scans:
         try:
             assert_not_evaluation_data(path)

@@ -3,9 +3,11 @@
 ``None`` as category: the id names no thing a person would ask for ("otherstructure", "otherprop"):
 such instances stay entities (point-to-entity contrast) but get no texts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 
 @dataclass(frozen=True)
 class RealClass:
@@ -68,4 +70,3 @@ NYU40: dict[int, RealClass] = {
 def real_class(nyu40_id: int) -> RealClass:
     """The class of an NYU40 id; unknown ids (0, > 40) are unnamed."""
     return NYU40.get(int(nyu40_id), RealClass(None))
-

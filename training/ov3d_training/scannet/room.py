@@ -18,6 +18,7 @@ instance labels. This module measures what the relation code (:mod:`..sim.relati
 Instances without a name (NYU40 "otherstructure", "otherprop", unlabelled) are left out of the
 scene: they are never named in another entity's referral.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,7 +75,9 @@ def room_type_of(categories: set[str]) -> str:
     return DEFAULT_ROOM_TYPE
 
 
-def measure_room(points: np.ndarray, colors: np.ndarray | None, nyu40: np.ndarray, instances: np.ndarray) -> MeasuredRoom:
+def measure_room(
+    points: np.ndarray, colors: np.ndarray | None, nyu40: np.ndarray, instances: np.ndarray
+) -> MeasuredRoom:
     """Points (N, 3) z up, colours (N, 3) uint8 or None, NYU40 ids (N,), instance ids (N,) -> the room."""
     points = np.asarray(points, np.float64)
     nyu40 = np.asarray(nyu40, np.int64)
@@ -108,11 +111,20 @@ def measure_room(points: np.ndarray, colors: np.ndarray | None, nyu40: np.ndarra
     instance_of: dict[int, int] = {}
     color_of: dict[int, str | None] = {}
     for entity_id, (instance_id, cls, box, members) in enumerate(measured, start=1):
-        entities.append(Entity(
-            id=entity_id, category=cls.category, noun=cls.noun_for(instance_id), parts=[],
-            size=tuple(float(v) for v in box.size), position=(*(float(v) for v in box.center[:2]), box.lo[2]),
-            yaw=0.0, mount="structure", source="scannet", box_override=box,
-        ))  # fmt: skip
+        entities.append(
+            Entity(
+                id=entity_id,
+                category=cls.category,
+                noun=cls.noun_for(instance_id),
+                parts=[],
+                size=tuple(float(v) for v in box.size),
+                position=(*(float(v) for v in box.center[:2]), box.lo[2]),
+                yaw=0.0,
+                mount="structure",
+                source="scannet",
+                box_override=box,
+            )
+        )
         instance_of[entity_id] = instance_id
         color_of[entity_id] = dominant_point_color(colors[members]) if colors is not None else None
 
@@ -151,15 +163,21 @@ def measure_room(points: np.ndarray, colors: np.ndarray | None, nyu40: np.ndarra
                 e.size = (e.size[1], e.size[0], e.size[2])
 
     room_type = room_type_of({e.category for e in entities})
-    scene = Scene(room_type, (width, length, height), walls=[], entities=entities, openings=[],
-                  wall_entity={side: wall_entity.get(side, 0) for side in range(4)})  # fmt: skip
+    scene = Scene(
+        room_type,
+        (width, length, height),
+        walls=[],
+        entities=entities,
+        openings=[],
+        wall_entity={side: wall_entity.get(side, 0) for side in range(4)},
+    )
     return MeasuredRoom(scene, instance_of, color_of, len(wall_entity))
 
 
 def _support_of(entity: Entity, entities: list[Entity], measured) -> int | None:
     """The highest furniture top just under ``entity``'s bottom with its centre over that top."""
     box = entity.box
-    centre = box.center
+    center = box.center
     best, best_top = None, -math.inf
     for other, (_, cls, obox, _) in zip(entities, measured):
         if other.id == entity.id or cls.group in ("structure", "opening"):
@@ -167,7 +185,9 @@ def _support_of(entity: Entity, entities: list[Entity], measured) -> int | None:
         top = obox.hi[2]
         if not -SUPPORT_GAP <= box.lo[2] - top <= SUPPORT_GAP:
             continue
-        inside = obox.lo[0] - 0.05 <= centre[0] <= obox.hi[0] + 0.05 and obox.lo[1] - 0.05 <= centre[1] <= obox.hi[1] + 0.05
+        inside = (
+            obox.lo[0] - 0.05 <= center[0] <= obox.hi[0] + 0.05 and obox.lo[1] - 0.05 <= center[1] <= obox.hi[1] + 0.05
+        )
         if inside and top > best_top:
             best, best_top = other.id, top
     return best

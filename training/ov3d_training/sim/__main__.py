@@ -1,4 +1,5 @@
 """``python -m ov3d_training.sim --scenes 100 --seed 0 --out data/sim``."""
+
 import sys
 
 from .cli import cli

@@ -14,6 +14,7 @@ Format ``ov3d_sim/1`` (documented in docs/simulation.md)::
 
 Entity ids are the point labels' instance part; ``semantic_id`` their semantic part.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -40,21 +41,23 @@ def build_annotations(scene: Scene, facts: list[Relation], recording: dict) -> d
     describer = Describer(scene, attrs)
     entities = []
     for e in scene.entities:
-        entities.append({
-            "id": e.id,
-            "category": e.category,
-            "semantic_id": semantic_id(e.category),
-            "noun": e.noun,
-            "attributes": attrs[e.id],
-            "captions": captions(e, attrs[e.id], scene.room_type),
-            "referrals": referrals(e, facts, describer),
-            "aabb": e.box.to_json(),
-            "pose": {"position": _r(e.position), "yaw": round(float(e.yaw), 5), "size": _r(e.size)},
-            "mount": e.mount,
-            "support": e.support,
-            "wall": e.wall,
-            "attribution": e.attribution,
-        })
+        entities.append(
+            {
+                "id": e.id,
+                "category": e.category,
+                "semantic_id": semantic_id(e.category),
+                "noun": e.noun,
+                "attributes": attrs[e.id],
+                "captions": captions(e, attrs[e.id], scene.room_type),
+                "referrals": referrals(e, facts, describer),
+                "aabb": e.box.to_json(),
+                "pose": {"position": _r(e.position), "yaw": round(float(e.yaw), 5), "size": _r(e.size)},
+                "mount": e.mount,
+                "support": e.support,
+                "wall": e.wall,
+                "attribution": e.attribution,
+            }
+        )
     libraries = sorted({e.attribution.get("source", "") for e in scene.entities if e.source == "catalog"})
     licences = Counter(e.attribution.get("license") for e in scene.entities)
     return {
@@ -68,7 +71,7 @@ def build_annotations(scene: Scene, facts: list[Relation], recording: dict) -> d
         "recording": recording,
         "attribution": {
             "furniture": "Sweet Home 3D furniture libraries (Debian package sweethome3d-furniture 1.8); "
-                         "each entity's 'attribution' names the model, its creator and licence",
+            "each entity's 'attribution' names the model, its creator and licence",
             "sources": libraries,
             "licenses": {k: v for k, v in sorted(licences.items(), key=lambda kv: str(kv[0]))},
             "license_texts": {k: v[1] for k, v in LIBRARY_LICENSES.items()},

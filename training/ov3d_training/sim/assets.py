@@ -15,6 +15,7 @@ MTL file, so each model is split by material into *parts*, one OBJ per part. Pro
 The cache is ``$OV3D_SIM_CACHE`` or ``~/.cache/ov3d_ros/sweethome3d``; every model folder is
 written to a temporary name and renamed into place, so parallel workers never see half a model.
 """
+
 from __future__ import annotations
 
 import io
@@ -193,8 +194,8 @@ def to_unit_box(
         flat = (hi - lo <= 1e-9) | (np.asarray(size) <= 1e-6)
         distortion = float(ratio[~flat].max() / ratio[~flat].min()) if (~flat).sum() else 1.0
         if best is None or distortion < best[1] - 1e-6:
-            centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
-            best = ((p - centre) / extent, distortion)
+            center = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+            best = ((p - center) / extent, distortion)
     return best
 
 
@@ -240,7 +241,7 @@ def _load_texture(zf: zipfile.ZipFile, name: str):
         img = Image.open(io.BytesIO(data))
         img.load()
         return img.convert("RGB")
-    except Exception:  # noqa: BLE001 - any decoder failure means "use the material colour"
+    except Exception:
         return None
 
 
@@ -342,7 +343,7 @@ def process_model(entry: CatalogEntry, library_zip: Path, out_dir: Path, max_fac
                     mean_rgb=tuple(float(x) for x in mean_rgb),
                     area=area,
                     transparent=mat.dissolve < 0.6,
-                    faces=int(len(fv_kept)),
+                    faces=len(fv_kept),
                 )
             )
     if not parts:
@@ -361,8 +362,20 @@ def _write_part(path: Path, positions: np.ndarray, faces: np.ndarray, uvs: np.nd
         remap_t = np.full(max(len(uvs), 1), -1, dtype=np.int64)
         remap_t[used_t] = np.arange(len(used_t))
         np.savetxt(buf, uvs[used_t], fmt="vt %.6f %.6f")
-        rows = np.stack([faces[:, 0], remap_t[face_uvs[:, 0]], faces[:, 1], remap_t[face_uvs[:, 1]],
-                         faces[:, 2], remap_t[face_uvs[:, 2]]], axis=1) + 1
+        rows = (
+            np.stack(
+                [
+                    faces[:, 0],
+                    remap_t[face_uvs[:, 0]],
+                    faces[:, 1],
+                    remap_t[face_uvs[:, 1]],
+                    faces[:, 2],
+                    remap_t[face_uvs[:, 2]],
+                ],
+                axis=1,
+            )
+            + 1
+        )
         np.savetxt(buf, rows, fmt="f %d/%d %d/%d %d/%d")
     else:
         np.savetxt(buf, faces + 1, fmt="f %d %d %d")
@@ -409,7 +422,9 @@ class AssetCache:
 
 def _asset_json(asset: ModelAsset) -> dict:
     return {
-        "version": ASSET_VERSION, "key": asset.key, "distortion": asset.distortion,
+        "version": ASSET_VERSION,
+        "key": asset.key,
+        "distortion": asset.distortion,
         "parts": [asdict(p) for p in asset.parts],
     }
 
@@ -417,8 +432,13 @@ def _asset_json(asset: ModelAsset) -> dict:
 def _asset_from_json(data: dict, directory: Path) -> ModelAsset:
     parts = tuple(
         PartAsset(
-            obj=p["obj"], rgb=tuple(p["rgb"]), texture=p["texture"], mean_rgb=tuple(p["mean_rgb"]),
-            area=p["area"], transparent=p["transparent"], faces=p["faces"],
+            obj=p["obj"],
+            rgb=tuple(p["rgb"]),
+            texture=p["texture"],
+            mean_rgb=tuple(p["mean_rgb"]),
+            area=p["area"],
+            transparent=p["transparent"],
+            faces=p["faces"],
         )
         for p in data["parts"]
     )

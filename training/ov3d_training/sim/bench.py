@@ -7,6 +7,7 @@ all cores (from wall time, and from CPU time = an idle machine), map points and 
 scene, and the load average before and after (the CI machine is shared; a loaded machine's
 timings are not an idle machine's).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ from .library import ModelLibrary
 from .recorder import RecordingConfig, record_scene
 
 
-def bench_simulation(scenes: int = 5, seed: int = 0, config: RecordingConfig = RecordingConfig(),
-                     cache_dir: Path | None = None) -> dict:
+def bench_simulation(
+    scenes: int = 5, seed: int = 0, config: RecordingConfig = RecordingConfig(), cache_dir: Path | None = None
+) -> dict:
     load_before = os.getloadavg()[0]
     library = ModelLibrary.build(cache_dir)
     per_scene, cpu, stages, points, sizes = [], [], {}, [], []
@@ -41,8 +43,13 @@ def bench_simulation(scenes: int = 5, seed: int = 0, config: RecordingConfig = R
     median = statistics.median(per_scene)
     return {
         "scenes": scenes,
-        "config": {"frames": config.frames, "resolution": f"{config.width}x{config.height}", "voxel": config.voxel,
-                   "sensor": config.sensor, "storage": config.storage},
+        "config": {
+            "frames": config.frames,
+            "resolution": f"{config.width}x{config.height}",
+            "voxel": config.voxel,
+            "sensor": config.sensor,
+            "storage": config.storage,
+        },
         "seconds_per_scene_median": round(median, 3),
         # CPU time is what an idle machine would take; wall time includes waiting for a busy CPU
         "cpu_seconds_per_scene_median": round(statistics.median(cpu), 3),

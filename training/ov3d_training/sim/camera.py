@@ -7,6 +7,7 @@ TinyRenderer samples column u at ``cx = W / 2`` and row v at ``cy = H / 2 - 1`` 
 planes at known distances: any other choice puts a rendered floor a few millimetres off z = 0),
 so those are the intrinsics :meth:`Intrinsics.from_fov` reports and back-projection uses.
 """
+
 from __future__ import annotations
 
 import math
@@ -95,8 +96,14 @@ def render(client: int, intrinsics: Intrinsics, pose: np.ndarray, light_directio
     import pybullet as p
 
     w, h, rgba, depth, seg = p.getCameraImage(
-        intrinsics.width, intrinsics.height, view_matrix(pose), intrinsics.projection_matrix(),
-        renderer=p.ER_TINY_RENDERER, lightDirection=list(light_direction), shadow=0, physicsClientId=client,
+        intrinsics.width,
+        intrinsics.height,
+        view_matrix(pose),
+        intrinsics.projection_matrix(),
+        renderer=p.ER_TINY_RENDERER,
+        lightDirection=list(light_direction),
+        shadow=0,
+        physicsClientId=client,
     )
     rgb = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[..., :3]
     seg = np.asarray(seg, dtype=np.int64).reshape(h, w)

@@ -5,6 +5,7 @@ ISO-8859-1 with ``\\uXXXX`` escapes; one numbered block per model: name, categor
 height in cm, elevation, model path, creator, ...) and one folder per model (OBJ + MTL + textures).
 Install with ``apt-get install -y sweethome3d-furniture``.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,15 +21,23 @@ PROPERTIES = "PluginFurnitureCatalog.properties"
 
 # Licence of each library as stated in its properties file (short SPDX-like id, full statement).
 LIBRARY_LICENSES: dict[str, tuple[str, str]] = {
-    "BlendSwap-CC-0": ("CC0-1.0", "Public domain (Creative Commons Zero); models from blendswap.com, "
-                       "converted by Emmanuel Puybaret / eTeks"),
-    "BlendSwap-CC-BY": ("CC-BY-3.0", "Creative Commons Attribution 3.0; models from blendswap.com, "
-                        "converted by Emmanuel Puybaret / eTeks"),
-    "KatorLegaz": ("CC-BY-3.0-US", "Creative Commons Attribution 3.0 United States; "
-                   "(c) 2003-2008 Andrew Kator & Jennifer Legaz"),
+    "BlendSwap-CC-0": (
+        "CC0-1.0",
+        "Public domain (Creative Commons Zero); models from blendswap.com, converted by Emmanuel Puybaret / eTeks",
+    ),
+    "BlendSwap-CC-BY": (
+        "CC-BY-3.0",
+        "Creative Commons Attribution 3.0; models from blendswap.com, converted by Emmanuel Puybaret / eTeks",
+    ),
+    "KatorLegaz": (
+        "CC-BY-3.0-US",
+        "Creative Commons Attribution 3.0 United States; (c) 2003-2008 Andrew Kator & Jennifer Legaz",
+    ),
     "Reallusion": ("CC-BY-3.0-US", "Creative Commons Attribution 3.0 United States; (c) 2008-2016 Reallusion"),
-    "Scopia": ("CC-BY-3.0", "Creative Commons Attribution 3.0 Unported; "
-               "(c) Emmanuel Puybaret / eTeks and Scopia Visual Interfaces Systems"),
+    "Scopia": (
+        "CC-BY-3.0",
+        "Creative Commons Attribution 3.0 Unported; (c) Emmanuel Puybaret / eTeks and Scopia Visual Interfaces Systems",
+    ),
 }
 
 

@@ -5,6 +5,7 @@ Writes ``<out>/scene_0000`` ... (one rosbag2 directory with ``annotations.json``
 ``i`` depends only on (seed, i), never on the number of workers or the scenes before it, so a run
 can be extended with ``--start`` or resumed (finished scenes are kept unless ``--overwrite``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,22 +38,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=defaults.storage)
-    parser.add_argument("--frames-per-scene", type=int, default=defaults.frames,
-                        help=f"camera frames per scene (default {defaults.frames})")
-    parser.add_argument("--resolution", type=_resolution, default=(defaults.width, defaults.height),
-                        help=f"rendered depth/RGB size WxH (default {defaults.width}x{defaults.height})")
-    parser.add_argument("--voxel", type=float, default=defaults.voxel,
-                        help=f"map voxel size in metres (default {defaults.voxel})")
-    parser.add_argument("--publish-every", type=int, default=defaults.publish_every,
-                        help=f"frames between published map clouds (default {defaults.publish_every})")
+    parser.add_argument(
+        "--frames-per-scene",
+        type=int,
+        default=defaults.frames,
+        help=f"camera frames per scene (default {defaults.frames})",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=(defaults.width, defaults.height),
+        help=f"rendered depth/RGB size WxH (default {defaults.width}x{defaults.height})",
+    )
+    parser.add_argument(
+        "--voxel", type=float, default=defaults.voxel, help=f"map voxel size in metres (default {defaults.voxel})"
+    )
+    parser.add_argument(
+        "--publish-every",
+        type=int,
+        default=defaults.publish_every,
+        help=f"frames between published map clouds (default {defaults.publish_every})",
+    )
     parser.add_argument("--sensor", choices=sorted(SENSORS), default=defaults.sensor)
     parser.add_argument("--room-type", choices=ROOM_TYPES, default=None, help="all scenes of one room type")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="scenes rendered in parallel (one pybullet client each; default: all cores)")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="processed model cache (default $OV3D_SIM_CACHE or ~/.cache/ov3d_ros/sweethome3d)")
-    parser.add_argument("--furniture", type=Path, default=None,
-                        help="folder of the .sh3f libraries (default /usr/share/sweethome3d/furniture)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scenes rendered in parallel (one pybullet client each; default: all cores)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="processed model cache (default $OV3D_SIM_CACHE or ~/.cache/ov3d_ros/sweethome3d)",
+    )
+    parser.add_argument(
+        "--furniture",
+        type=Path,
+        default=None,
+        help="folder of the .sh3f libraries (default /usr/share/sweethome3d/furniture)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="re-render scenes that already exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -86,7 +112,7 @@ def _run_one(task) -> dict:
         "path": rec.path.name,
         "room_type": rec.scene.room_type,
         "entities": len(rec.scene.entities),
-        "points": int(len(rec.clouds[-1])) if rec.clouds else 0,
+        "points": len(rec.clouds[-1]) if rec.clouds else 0,
         "seconds": round(time.perf_counter() - t, 3),
     }
 
@@ -100,8 +126,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         config = RecordingConfig(
-            frames=args.frames_per_scene, width=args.resolution[0], height=args.resolution[1], voxel=args.voxel,
-            publish_every=args.publish_every, sensor=args.sensor, storage=args.storage, room_type=args.room_type,
+            frames=args.frames_per_scene,
+            width=args.resolution[0],
+            height=args.resolution[1],
+            voxel=args.voxel,
+            publish_every=args.publish_every,
+            sensor=args.sensor,
+            storage=args.storage,
+            room_type=args.room_type,
         )
     except ValueError as exc:
         print(f"ov3d-train sim: {exc}", file=sys.stderr)
@@ -112,11 +144,16 @@ def main(args: argparse.Namespace) -> int:
     summary_path = out / "simulation.json"
     previous = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     config_json = {k: getattr(config, k) for k in config.__dataclass_fields__}
-    if previous is not None and not args.overwrite and (
-        previous.get("seed") != args.seed or previous.get("config") != config_json
+    if (
+        previous is not None
+        and not args.overwrite
+        and (previous.get("seed") != args.seed or previous.get("config") != config_json)
     ):
-        print(f"ov3d-train sim: {out} holds scenes of another seed or configuration; "
-              "choose another --out or pass --overwrite", file=sys.stderr)
+        print(
+            f"ov3d-train sim: {out} holds scenes of another seed or configuration; "
+            "choose another --out or pass --overwrite",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.perf_counter()
     try:
@@ -174,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ov3d_training.sim",
         description="Render simulated indoor rosbag2 recordings (fused labelled map clouds, camera poses, "
-                    "entity annotations) from Sweet Home 3D furniture with pybullet.",
+        "entity annotations) from Sweet Home 3D furniture with pybullet.",
     )
     add_arguments(parser)
     return parser

@@ -4,6 +4,7 @@ A colour is named by its nearest anchor in CIELAB (several anchors per name, e.g
 grey are both "grey"). Randomised materials are drawn *from* the anchors (with a small jitter that
 keeps the name), so the name in a caption always matches the rendered material colour.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ cache exists, as processing the furniture models is the slow first step, see
 fused map clouds at 3 cm, the camera poses, and the annotation sidecar, in MCAP -- small enough to
 ship inside the package (few frames at low resolution); the command prints the recording's size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,16 @@ from .recorder import RecordingConfig, record_scene
 
 DEMO_SEED = 1
 DEMO_INDEX = 0
-DEMO_CONFIG = RecordingConfig(frames=30, width=200, height=150, voxel=0.03, publish_every=15, sensor="kinect",
-                              storage="mcap", room_type="living room")
+DEMO_CONFIG = RecordingConfig(
+    frames=30,
+    width=200,
+    height=150,
+    voxel=0.03,
+    publish_every=15,
+    sensor="kinect",
+    storage="mcap",
+    room_type="living room",
+)
 
 
 def default_demo_dir() -> Path:
@@ -27,8 +36,9 @@ def default_demo_dir() -> Path:
     return Path(ov3d_ros.__file__).resolve().parent / "data" / "demo_scene"
 
 
-def make_demo_recording(out_dir: str | Path | None = None, cache_dir: Path | None = None,
-                        furniture_dir: Path | None = None) -> Path:
+def make_demo_recording(
+    out_dir: str | Path | None = None, cache_dir: Path | None = None, furniture_dir: Path | None = None
+) -> Path:
     """Write the demo recording to ``out_dir`` (default: the package's data/demo_scene)."""
     out = Path(out_dir) if out_dir is not None else default_demo_dir()
     library = ModelLibrary.build(cache_dir, furniture_dir)

@@ -1,5 +1,6 @@
 """Furnishing steps several room recipes share: small things on surfaces, pillows, curtains beside
 windows, pictures, things hung on walls, radiators under windows, floor-standing odds and ends."""
+
 from __future__ import annotations
 
 from . import procedural as proc
@@ -26,8 +27,9 @@ def pillow_on(room: Room, support: Entity, region: str) -> Entity | None:
     """A pillow at a bed's head or against a sofa's back; anywhere flat on it when that end is
     taken (many catalogue beds come with their own pillows modelled in)."""
     pillow = proc.pillow(room.rng)
-    return (room.on(pillow, "pillow", support, align=True, region=region, flatness=0.05)
-            or room.on(pillow, "pillow", support, align=True, flatness=0.05))
+    return room.on(pillow, "pillow", support, align=True, region=region, flatness=0.05) or room.on(
+        pillow, "pillow", support, align=True, flatness=0.05
+    )
 
 
 def clutter(room: Room, support: Entity, classes: tuple[str, ...], n: int) -> None:
@@ -55,8 +57,7 @@ def curtains(room: Room, p: float) -> None:
             if s - w / 2 < 0 or s + w / 2 > wall.length:
                 continue
             xy = wall.point(s, 0.03 + d / 2)
-            e = procedural_entity(room.new_id(), "curtain", built, (float(xy[0]), float(xy[1]), 0.02), wall.yaw,
-                                  "wall")
+            e = procedural_entity(room.new_id(), "curtain", built, (float(xy[0]), float(xy[1]), 0.02), wall.yaw, "wall")
             e.wall, e.support = wall.index, room.wall_entity[wall.index]
             if room.free(e.box):
                 room.add(e)
@@ -68,8 +69,12 @@ def pictures(room: Room, anchors: list[Entity], p_above: float, n_free: int) -> 
         if a is not None and a.wall is not None and room.chance(p_above):
             room.above(proc.picture(room.rng, room.library.paintings), "picture", a)
     for _ in range(n_free):
-        room.against_wall(proc.picture(room.rng, room.library.paintings), "picture",
-                          elevation=float(room.rng.uniform(1.2, 1.6)), gap=(0.005, 0.01))
+        room.against_wall(
+            proc.picture(room.rng, room.library.paintings),
+            "picture",
+            elevation=float(room.rng.uniform(1.2, 1.6)),
+            gap=(0.005, 0.01),
+        )
 
 
 def wall_item(room: Room, cls: str, elevation: tuple[float, float], **filters) -> Entity | None:
@@ -101,5 +106,6 @@ def radiator_under_window(room: Room, p: float) -> None:
         if o.kind == "window" and o.bottom > 0.5 and room.chance(p):
             model = room.pick("radiator", max_height=o.bottom - 0.15, max_width=o.width)
             if model is not None:
-                room.against_wall(model, "radiator", walls=[o.wall], elevation=0.12, gap=(0.03, 0.06),
-                                  s_range=(o.s - 0.1, o.s + 0.1))
+                room.against_wall(
+                    model, "radiator", walls=[o.wall], elevation=0.12, gap=(0.03, 0.06), s_range=(o.s - 0.1, o.s + 0.1)
+                )

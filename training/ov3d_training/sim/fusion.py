@@ -5,6 +5,7 @@ that fell in the voxel, its colour their mean colour, its label the most frequen
 to the smaller label value, so the result does not depend on the order of frames). Each frame is
 reduced on arrival; the reductions are merged only when a snapshot is taken.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,8 +61,17 @@ class VoxelMap:
             return
         keys = voxel_keys(np.asarray(points, dtype=np.float64), self.voxel)
         ones = np.ones(len(keys))
-        self._blocks.append(_reduce(keys, ones, np.asarray(points, np.float64), np.asarray(colors, np.float64),
-                                    keys, np.asarray(labels, np.uint32), ones))
+        self._blocks.append(
+            _reduce(
+                keys,
+                ones,
+                np.asarray(points, np.float64),
+                np.asarray(colors, np.float64),
+                keys,
+                np.asarray(labels, np.uint32),
+                ones,
+            )
+        )
 
     def _merged(self) -> _Block | None:
         if not self._blocks:
@@ -69,9 +79,12 @@ class VoxelMap:
         if len(self._blocks) > 1:
             b = self._blocks
             merged = _reduce(
-                np.concatenate([x.keys for x in b]), np.concatenate([x.count for x in b]),
-                np.concatenate([x.xyz for x in b]), np.concatenate([x.rgb for x in b]),
-                np.concatenate([x.vote_key for x in b]), np.concatenate([x.vote_label for x in b]),
+                np.concatenate([x.keys for x in b]),
+                np.concatenate([x.count for x in b]),
+                np.concatenate([x.xyz for x in b]),
+                np.concatenate([x.rgb for x in b]),
+                np.concatenate([x.vote_key for x in b]),
+                np.concatenate([x.vote_label for x in b]),
                 np.concatenate([x.vote_count for x in b]),
             )
             self._blocks = [merged]

@@ -4,6 +4,7 @@ Every placed entity is a list of :class:`RenderPart` in the entity's local frame
 base centre at the origin, front facing -y). A part is either a cached catalogue OBJ in the unit box
 (scaled by ``scale``), a box, or a procedural triangle mesh; all three give triangles for ray casts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class Box:
     hi: tuple[float, float, float]
 
     @staticmethod
-    def from_pose(size: tuple[float, float, float], position: tuple[float, float, float], yaw: float) -> "Box":
+    def from_pose(size: tuple[float, float, float], position: tuple[float, float, float], yaw: float) -> Box:
         """AABB of an entity of ``size`` (w, d, h) with base centre ``position`` rotated by ``yaw``."""
         w, d, h = size
         c, s = abs(np.cos(yaw)), abs(np.sin(yaw))
@@ -107,13 +108,14 @@ class Box:
     def size(self) -> np.ndarray:
         return np.asarray(self.hi) - np.asarray(self.lo)
 
-    def intersects(self, other: "Box", margin: float = 0.0) -> bool:
+    def intersects(self, other: Box, margin: float = 0.0) -> bool:
         return all(self.lo[i] < other.hi[i] + margin and other.lo[i] < self.hi[i] + margin for i in range(3))
 
-    def expanded(self, dx: float, dy: float = None, dz: float = 0.0) -> "Box":
+    def expanded(self, dx: float, dy: float | None = None, dz: float = 0.0) -> Box:
         dy = dx if dy is None else dy
-        return Box((self.lo[0] - dx, self.lo[1] - dy, self.lo[2] - dz),
-                   (self.hi[0] + dx, self.hi[1] + dy, self.hi[2] + dz))
+        return Box(
+            (self.lo[0] - dx, self.lo[1] - dy, self.lo[2] - dz), (self.hi[0] + dx, self.hi[1] + dy, self.hi[2] + dz)
+        )
 
     def to_json(self) -> dict:
         return {"min": [round(float(v), 4) for v in self.lo], "max": [round(float(v), 4) for v in self.hi]}

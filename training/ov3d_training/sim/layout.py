@@ -1,4 +1,5 @@
 """Draw one furnished room: the room type's recipe, its shell, then its furniture."""
+
 from __future__ import annotations
 
 import numpy as np

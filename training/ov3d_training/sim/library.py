@@ -1,4 +1,5 @@
 """The set of usable furniture models: catalogue entries mapped to a class, processed, filtered."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -44,7 +45,7 @@ class ModelLibrary:
         furniture_dir: Path | None = None,
         workers: int = 1,
         progress: bool = False,
-    ) -> "ModelLibrary":
+    ) -> ModelLibrary:
         cache = AssetCache(cache_dir, furniture_dir)
         entries = [e for e in read_catalog(cache.furniture_dir) if e.cls is not None]
         missing = [e for e in entries if not (cache.model_dir(e) / "asset.json").exists()]

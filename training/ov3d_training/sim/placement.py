@@ -11,6 +11,7 @@ vertical ray casts over their footprint, and kept only where the surface under t
 placement returns the entity it kept, or None when no try fitted (or when there was nothing to
 place: recipes pass ``pick``'s None straight through).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ class Room:
     All randomness comes from ``rng`` in the order the calls are made; same stream, same room.
     """
 
-    def __init__(self, library: ModelLibrary, rng: np.random.Generator, size: tuple[float, float, float],
-                 walls: list[Wall]):
+    def __init__(
+        self, library: ModelLibrary, rng: np.random.Generator, size: tuple[float, float, float], walls: list[Wall]
+    ):
         self.library = library
         self.rng = rng
         self.size = size
@@ -71,8 +73,13 @@ class Room:
 
     def _inside(self, box: Box) -> bool:
         W, L, H = self.size
-        return box.lo[0] >= -1e-6 and box.lo[1] >= -1e-6 and box.hi[0] <= W + 1e-6 and box.hi[1] <= L + 1e-6 \
+        return (
+            box.lo[0] >= -1e-6
+            and box.lo[1] >= -1e-6
+            and box.hi[0] <= W + 1e-6
+            and box.hi[1] <= L + 1e-6
             and box.hi[2] <= H - 0.02
+        )
 
     # ------------------------------------------------------------------------------ drawing
     def pick(self, cls: str, **filters) -> Model | None:
@@ -90,9 +97,19 @@ class Room:
         return procedural_entity(self.new_id(), category, source, (0.0, 0.0, 0.0), yaw, mount)
 
     # ------------------------------------------------------------------------------ placements
-    def against_wall(self, source: Source | None, category: str, *, walls=None, corner: bool = False,
-                     elevation: float = 0.0, gap: tuple[float, float] = (0.01, 0.05), tries: int = 40,
-                     mount: str | None = None, s_range: tuple[float, float] | None = None) -> Entity | None:
+    def against_wall(
+        self,
+        source: Source | None,
+        category: str,
+        *,
+        walls=None,
+        corner: bool = False,
+        elevation: float = 0.0,
+        gap: tuple[float, float] = (0.01, 0.05),
+        tries: int = 40,
+        mount: str | None = None,
+        s_range: tuple[float, float] | None = None,
+    ) -> Entity | None:
         """Back against a wall (``elevation`` > 0: hung on it), optionally in a corner or within
         ``s_range`` along the wall."""
         if source is None:
@@ -123,8 +140,7 @@ class Room:
                 return self.add(probe)
         return None
 
-    def in_middle(self, source: Source | None, category: str, *, margin: float = 0.6,
-                  tries: int = 40) -> Entity | None:
+    def in_middle(self, source: Source | None, category: str, *, margin: float = 0.6, tries: int = 40) -> Entity | None:
         """On the floor at least ``margin`` from every wall, turned by a multiple of 90 degrees."""
         if source is None:
             return None
@@ -143,8 +159,17 @@ class Room:
                 return self.add(probe)
         return None
 
-    def in_front_of(self, source: Source | None, category: str, anchor: Entity | None, *, distance=(0.3, 0.6),
-                    facing: bool = True, tries: int = 20, tuck: float = 0.0) -> Entity | None:
+    def in_front_of(
+        self,
+        source: Source | None,
+        category: str,
+        anchor: Entity | None,
+        *,
+        distance=(0.3, 0.6),
+        facing: bool = True,
+        tries: int = 20,
+        tuck: float = 0.0,
+    ) -> Entity | None:
         """In front of ``anchor`` (its -y side), facing it (chairs) or facing away with it (coffee tables)."""
         if source is None or anchor is None:
             return None
@@ -185,8 +210,9 @@ class Room:
                 chairs.append(self.add(probe))
         return chairs
 
-    def beside(self, source: Source | None, category: str, anchor: Entity | None, *, gap=(0.02, 0.15),
-               tries: int = 12) -> Entity | None:
+    def beside(
+        self, source: Source | None, category: str, anchor: Entity | None, *, gap=(0.02, 0.15), tries: int = 12
+    ) -> Entity | None:
         """Left or right of ``anchor`` along its wall (nightstands by a bed, a lamp by a sofa)."""
         if source is None or anchor is None:
             return None
@@ -203,8 +229,17 @@ class Room:
                 return self.add(probe)
         return None
 
-    def on(self, source: Source | None, category: str, support: Entity | None, *, align: bool = False,
-           region: str = "any", flatness: float = 0.012, tries: int = 25) -> Entity | None:
+    def on(
+        self,
+        source: Source | None,
+        category: str,
+        support: Entity | None,
+        *,
+        align: bool = False,
+        region: str = "any",
+        flatness: float = 0.012,
+        tries: int = 25,
+    ) -> Entity | None:
         """Rest on ``support``'s mesh: rays over the footprint must all hit a patch flat within
         ``flatness``. ``align``: turned with the support (things that face the room); ``region``:
         "head" (a bed's pillow end), "back" (a sofa seat, against the backrest) or "any"."""
@@ -250,8 +285,9 @@ class Room:
             tri = self._support_triangles[support.id] = support.world_triangles()
         return tri
 
-    def above(self, source: Source | None, category: str, anchor: Entity | None, *, gap=(0.15, 0.45),
-              tries: int = 12) -> Entity | None:
+    def above(
+        self, source: Source | None, category: str, anchor: Entity | None, *, gap=(0.15, 0.45), tries: int = 12
+    ) -> Entity | None:
         """Hung on the wall behind ``anchor`` (a picture over a sofa)."""
         if source is None or anchor is None or anchor.wall is None:
             return None
@@ -271,16 +307,20 @@ class Room:
                 return self.add(probe)
         return None
 
-    def near(self, source: Source | None, category: str, anchor: Entity | None, *, gap=(0.05, 0.3),
-             tries: int = 20) -> Entity | None:
+    def near(
+        self, source: Source | None, category: str, anchor: Entity | None, *, gap=(0.05, 0.3), tries: int = 20
+    ) -> Entity | None:
         """On the floor within ``gap`` of ``anchor``'s footprint (a bin by a desk)."""
         if source is None or anchor is None:
             return None
         b = anchor.box
         for _ in range(tries):
             # plants and bins are round enough to turn freely; the rest turn by multiples of 90 degrees
-            yaw = float(self.rng.integers(4)) * math.pi / 2 if category not in ("plant", "trash can") else \
-                float(self.rng.uniform(-math.pi, math.pi))
+            yaw = (
+                float(self.rng.integers(4)) * math.pi / 2
+                if category not in ("plant", "trash can")
+                else float(self.rng.uniform(-math.pi, math.pi))
+            )
             probe = self._probe(source, category, yaw, "floor")
             pb = Box.from_pose(probe.size, (0.0, 0.0, 0.0), yaw)
             hx, hy = pb.size[0] / 2, pb.size[1] / 2

@@ -3,6 +3,7 @@
 ``python -m ov3d_training.sim.preview --seed 1 --index 0 --room-type "living room" --out docs/images/sim_scene.png``
 draws the scene of the packaged demo recording.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ CORNERS = {  # corner -> (the two walls that meet there, camera position as a fr
 
 def best_corner(scene: Scene) -> str:
     """The corner whose two walls carry the fewest things (they are cut away in the view)."""
+
     def load(walls):
         return sum(1 for e in scene.entities if e.wall in walls and e.mount != "structure")
 
@@ -107,15 +109,19 @@ def save_preview(scene: Scene, path: str | Path, width: int = 640, height: int =
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .layout import generate_scene
     from .library import ModelLibrary
     from .recorder import room_type_for, scene_rngs
-    from .layout import generate_scene
 
     parser = argparse.ArgumentParser(prog="python -m ov3d_training.sim.preview", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index", type=int, default=0)
-    parser.add_argument("--room-type", choices=ROOM_TYPES, default=None,
-                        help="as the recorder's --room-type (default: the type the seed and index give)")
+    parser.add_argument(
+        "--room-type",
+        choices=ROOM_TYPES,
+        default=None,
+        help="as the recorder's --room-type (default: the type the seed and index give)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args(argv)

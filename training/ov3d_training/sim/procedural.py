@@ -4,6 +4,7 @@ Each builder returns ``(parts, size, noun)``: render parts in the entity frame (
 origin, front facing -y, back at +y) and the entity's (width, depth, height) in metres. Sizes are
 drawn from realistic ranges; colours are named colours (see :mod:`colors`).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,13 @@ PAINTINGS = 12
 def _box(half, offset, rgb, texture=None, mean_rgb=None) -> RenderPart:
     half = tuple(float(h) for h in half)
     return RenderPart(
-        kind="box", rgb=tuple(rgb), area=box_area(half), half_extents=half,
-        offset=tuple(float(o) for o in offset), texture=texture, mean_rgb=mean_rgb,
+        kind="box",
+        rgb=tuple(rgb),
+        area=box_area(half),
+        half_extents=half,
+        offset=tuple(float(o) for o in offset),
+        texture=texture,
+        mean_rgb=mean_rgb,
     )
 
 
@@ -143,7 +149,7 @@ def pillow(rng: np.random.Generator):
     u = np.linspace(-np.pi, np.pi, nu, endpoint=False)
     v = np.linspace(-np.pi / 2, np.pi / 2, nv)
     uu, vv = np.meshgrid(u, v)
-    f = lambda t, e: np.sign(t) * np.abs(t) ** e  # noqa: E731 - superellipsoid exponent
+    f = lambda t, e: np.sign(t) * np.abs(t) ** e
     x = w / 2 * f(np.cos(vv), 0.35) * f(np.cos(uu), 0.35)
     y = d / 2 * f(np.cos(vv), 0.35) * f(np.sin(uu), 0.35)
     z = h / 2 * f(np.sin(vv), 0.6) + h / 2
@@ -187,8 +193,11 @@ def monitor(rng: np.random.Generator):
         _box((0.02, 0.015, neck / 2), (0, 0.02, 0.015 + neck / 2), rgb),
         _box((w / 2, panel_d / 2, screen_h / 2), (0, -0.01, 0.015 + neck + screen_h / 2), rgb),
         # the dark screen, flush with the panel's front
-        _box((w / 2 - 0.015, 0.002, screen_h / 2 - 0.015),
-             (0, -0.01 - panel_d / 2 - 0.001, 0.015 + neck + screen_h / 2), (0.05, 0.06, 0.08)),
+        _box(
+            (w / 2 - 0.015, 0.002, screen_h / 2 - 0.015),
+            (0, -0.01 - panel_d / 2 - 0.001, 0.015 + neck + screen_h / 2),
+            (0.05, 0.06, 0.08),
+        ),
     ]
     depth = max(base_d, panel_d + 0.02 + 0.004) + 0.01
     return parts, (w, depth, h), "monitor"

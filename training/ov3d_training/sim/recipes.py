@@ -5,6 +5,7 @@ function that places things with :class:`~.placement.Room` and the shared steps 
 :mod:`.furnishing`. Every step draws from the room's one random stream, so reordering steps, or
 adding one, changes every room drawn after it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -46,11 +47,13 @@ def furnish_living_room(room: Room) -> None:
     if sofa is not None:
         for _ in range(1 + int(room.chance(0.6))):
             pillow_on(room, sofa, "back")
-        table = room.in_front_of(room.pick("table", max_height=0.55, max_width=1.5), "table", sofa,
-                                 distance=(0.35, 0.55), facing=False)
+        table = room.in_front_of(
+            room.pick("table", max_height=0.55, max_width=1.5), "table", sofa, distance=(0.35, 0.55), facing=False
+        )
         if table is not None:
-            clutter(room, table, ("mug", "book", "bowl", "vase", "telephone", "cup", "bottle"),
-                    int(room.rng.integers(1, 4)))
+            clutter(
+                room, table, ("mug", "book", "bowl", "vase", "telephone", "cup", "bottle"), int(room.rng.integers(1, 4))
+            )
         if room.chance(0.5):
             room.beside(room.pick("lamp", min_height=1.0) or room.pick("plant", min_height=0.5), "lamp", sofa)
     if room.chance(0.5):
@@ -60,15 +63,15 @@ def furnish_living_room(room: Room) -> None:
     if r < 0.55:
         stand = room.against_wall(room.pick("other furniture", noun="tv stand"), "other furniture")
         if stand is not None:
-            tv = room.on(room.pick("television", wall_mounted=False), "television", stand, align=True,
-                         flatness=0.02)
+            tv = room.on(room.pick("television", wall_mounted=False), "television", stand, align=True, flatness=0.02)
             if tv is None:  # no room on top: hang one above it
                 room.above(room.pick("television", wall_mounted=True), "television", stand, gap=(0.1, 0.3))
     elif r < 0.85:
         wall_item(room, "television", (1.0, 1.3), wall_mounted=True)
     if room.chance(0.4):
-        other = room.against_wall(room.pick("other furniture", max_height=0.8, min_height=0.35, max_depth=0.7),
-                                  "other furniture")
+        other = room.against_wall(
+            room.pick("other furniture", max_height=0.8, min_height=0.35, max_depth=0.7), "other furniture"
+        )
         if other is not None:
             clutter(room, other, ("vase", "lamp", "box", "plant", "clock", "speaker"), int(room.rng.integers(1, 3)))
     if room.chance(0.6):
@@ -86,8 +89,19 @@ def furnish_living_room(room: Room) -> None:
     radiator_under_window(room, 0.4)
     if room.chance(0.25):
         wall_item(room, "clock", (1.5, 1.8), wall_mounted=True)
-    floor_extras(room, {"plant": 0.8, "lamp": 0.3, "trash can": 0.2, "toy": 0.2, "backpack": 0.2, "speaker": 0.2,
-                        "box": 0.2, "shoe": 0.15})
+    floor_extras(
+        room,
+        {
+            "plant": 0.8,
+            "lamp": 0.3,
+            "trash can": 0.2,
+            "toy": 0.2,
+            "backpack": 0.2,
+            "speaker": 0.2,
+            "box": 0.2,
+            "shoe": 0.15,
+        },
+    )
 
 
 def furnish_bedroom(room: Room) -> None:
@@ -104,8 +118,12 @@ def furnish_bedroom(room: Room) -> None:
                 if stand is not None:
                     if room.chance(0.7):
                         room.on(room.pick("lamp", max_height=0.6), "lamp", stand)
-                    clutter(room, stand, ("book", "clock", "telephone", "bottle", "mug", "cup", "picture"),
-                            int(room.rng.integers(0, 3)))
+                    clutter(
+                        room,
+                        stand,
+                        ("book", "clock", "telephone", "bottle", "mug", "cup", "picture"),
+                        int(room.rng.integers(0, 3)),
+                    )
         if room.chance(0.3):
             room.on(room.pick("backpack") or room.pick("bag"), "backpack", bed, flatness=0.05)
     if room.chance(0.7):
@@ -113,8 +131,9 @@ def furnish_bedroom(room: Room) -> None:
     if room.chance(0.5):
         dresser = room.against_wall(room.pick("dresser"), "dresser")
         if dresser is not None:
-            clutter(room, dresser, ("vase", "lamp", "box", "toy", "book", "bottle", "picture"),
-                    int(room.rng.integers(1, 3)))
+            clutter(
+                room, dresser, ("vase", "lamp", "box", "toy", "book", "bottle", "picture"), int(room.rng.integers(1, 3))
+            )
     if room.chance(0.4):
         _desk_corner(room)
     pictures(room, [bed], 0.6, int(room.rng.integers(0, 2)))
@@ -124,8 +143,19 @@ def furnish_bedroom(room: Room) -> None:
         shelf = room.against_wall(room.pick("bookshelf", max_height=2.0), "bookshelf")
         if shelf is not None and shelf.size[2] < 1.6:
             clutter(room, shelf, ("book", "toy", "plant", "box"), int(room.rng.integers(1, 3)))
-    floor_extras(room, {"plant": 0.4, "trash can": 0.3, "backpack": 0.4, "shoe": 0.4, "toy": 0.3, "box": 0.3,
-                        "bag": 0.3, "chair": 0.25})
+    floor_extras(
+        room,
+        {
+            "plant": 0.4,
+            "trash can": 0.3,
+            "backpack": 0.4,
+            "shoe": 0.4,
+            "toy": 0.3,
+            "box": 0.3,
+            "bag": 0.3,
+            "chair": 0.25,
+        },
+    )
 
 
 def _desk_corner(room: Room) -> Entity | None:
@@ -184,27 +214,43 @@ def furnish_kitchen(room: Room) -> None:
     length = float(min(room.rng.uniform(1.4, 3.2), wall.length - 0.3))
     depth, height = float(room.rng.uniform(0.55, 0.65)), float(room.rng.uniform(0.84, 0.9))
     counter = None
-    cabinet = room.against_wall(proc.base_cabinet(room.rng, length, depth, height), "cabinet", walls=[wall.index],
-                                gap=(0.0, 0.01))
+    cabinet = room.against_wall(
+        proc.base_cabinet(room.rng, length, depth, height), "cabinet", walls=[wall.index], gap=(0.0, 0.01)
+    )
     if cabinet is not None:
         shift = rotation_z(cabinet.yaw)[:2, :2] @ np.array([0.0, -0.015])  # overhang at the front
         position = (cabinet.position[0] + shift[0], cabinet.position[1] + shift[1], height)
-        top = procedural_entity(room.new_id(), "counter", proc.counter_top(room.rng, length + 0.02, depth + 0.03),
-                                position, cabinet.yaw, "on")
+        top = procedural_entity(
+            room.new_id(),
+            "counter",
+            proc.counter_top(room.rng, length + 0.02, depth + 0.03),
+            position,
+            cabinet.yaw,
+            "on",
+        )
         top.support, top.wall = cabinet.id, cabinet.wall
         if room.free(top.box, ignore=(cabinet.id,)):
             counter = room.add(top)
         if counter is not None:
-            clutter(room, counter, ("microwave", "coffee maker", "bottle", "bowl", "mug", "cup", "plant"),
-                    int(room.rng.integers(2, 5)))
+            clutter(
+                room,
+                counter,
+                ("microwave", "coffee maker", "bottle", "bowl", "mug", "cup", "plant"),
+                int(room.rng.integers(2, 5)),
+            )
             # Upper cabinets above the counter.
             for _ in range(int(room.rng.integers(0, 3))):
                 model = room.pick("cabinet", wall_mounted=True)
                 if model is not None:
                     s_c = wall.along(cabinet.position)
-                    room.against_wall(model, "cabinet", walls=[wall.index], gap=(0.0, 0.01),
-                                      elevation=float(room.rng.uniform(1.4, min(1.6, H - 0.85))),
-                                      s_range=(s_c - length / 2, s_c + length / 2))
+                    room.against_wall(
+                        model,
+                        "cabinet",
+                        walls=[wall.index],
+                        gap=(0.0, 0.01),
+                        elevation=float(room.rng.uniform(1.4, min(1.6, H - 0.85))),
+                        s_range=(s_c - length / 2, s_c + length / 2),
+                    )
     if room.chance(0.6):
         room.against_wall(room.pick("sink", wall_mounted=False, max_height=1.3, min_height=0.7), "sink")
     if room.chance(0.7):
@@ -266,8 +312,7 @@ def _shower_curtain(room: Room, tub: Entity) -> None:
     built = proc.shower_curtain(room.rng, tub.size[0] * 0.95, top, bottom)
     d = built[1][1]
     xy = np.asarray(tub.position[:2]) + fwd * (tub.size[1] / 2 - d / 2 - 0.02)
-    e = procedural_entity(room.new_id(), "shower curtain", built, (float(xy[0]), float(xy[1]), bottom), tub.yaw,
-                          "wall")
+    e = procedural_entity(room.new_id(), "shower curtain", built, (float(xy[0]), float(xy[1]), bottom), tub.yaw, "wall")
     e.wall = tub.wall
     e.support = room.wall_entity[tub.wall] if tub.wall is not None else None
     if room.free(e.box, ignore=(tub.id,)) and e.box.lo[2] >= tub.box.hi[2]:

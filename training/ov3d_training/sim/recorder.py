@@ -1,4 +1,5 @@
 """Record one simulated scene: build the room, drive the camera, fuse, write the rosbag2 + sidecar."""
+
 from __future__ import annotations
 
 import shutil
@@ -166,7 +167,7 @@ def record_scene(
         },
         "topics": {"cloud": config.cloud_topic, "pose": config.pose_topic, "frame_id": "map"},
         "published_stamps_ns": [int(c.stamp_ns) for c in clouds],
-        "points": int(len(clouds[-1])) if clouds else 0,
+        "points": len(clouds[-1]) if clouds else 0,
     }
     annotations = build_annotations(scene, facts, recording)
     path = None
@@ -185,8 +186,9 @@ def generator_code() -> dict:
     return {"version": __version__, "git_commit": git_commit()}
 
 
-def write_recording(out_dir: Path, clouds: list[Scan], poses: list[np.ndarray], annotations: dict,
-                    config: RecordingConfig) -> Path:
+def write_recording(
+    out_dir: Path, clouds: list[Scan], poses: list[np.ndarray], annotations: dict, config: RecordingConfig
+) -> Path:
     """Write bag + sidecar under a temporary name and rename it into place (never a half bag)."""
     from ov3d_ros.io.bags import BagFrame, write_bag
 
@@ -195,8 +197,14 @@ def write_recording(out_dir: Path, clouds: list[Scan], poses: list[np.ndarray], 
     partial = out_dir.with_name("." + out_dir.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
-    write_bag(partial, [BagFrame(c, p) for c, p in zip(clouds, poses)], topic=config.cloud_topic,
-              pose_topic=config.pose_topic, storage=config.storage, annotations=annotations)
+    write_bag(
+        partial,
+        [BagFrame(c, p) for c, p in zip(clouds, poses)],
+        topic=config.cloud_topic,
+        pose_topic=config.pose_topic,
+        storage=config.storage,
+        annotations=annotations,
+    )
     if out_dir.exists():
         shutil.rmtree(out_dir)
     partial.rename(out_dir)

@@ -25,6 +25,7 @@ with               a wall and a door or window in it
 behind             a wall behind a floor-standing entity that has its back against it
 =================  ==========================================================================
 """
+
 from __future__ import annotations
 
 import math
@@ -32,23 +33,47 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 from .geometry import Box, horizontal_gap
 from .scene import Entity, Scene
 
 NEXT_TO = 0.3
 IN_FRONT = 0.8
 # Furniture with a front (the side facing the room): "the coffee table in front of the sofa".
-HAS_FRONT = frozenset({"sofa", "bed", "desk", "bookshelf", "cabinet", "dresser", "wardrobe", "refrigerator", "stove",
-                       "piano", "other furniture", "television", "toilet", "sink", "washing machine", "whiteboard"})
+HAS_FRONT = frozenset(
+    {
+        "sofa",
+        "bed",
+        "desk",
+        "bookshelf",
+        "cabinet",
+        "dresser",
+        "wardrobe",
+        "refrigerator",
+        "stove",
+        "piano",
+        "other furniture",
+        "television",
+        "toilet",
+        "sink",
+        "washing machine",
+        "whiteboard",
+    }
+)
 NEAR_OPENING = 0.5
 CORNER = 0.25
 AGAINST = 0.06
 ABOVE_MAX = 1.2
 ABOVE_XY = 0.1
 
-THRESHOLDS = {"next_to": NEXT_TO, "in_front": IN_FRONT, "near_opening": NEAR_OPENING, "corner": CORNER, "against": AGAINST,
-              "above_max": ABOVE_MAX, "above_xy": ABOVE_XY}
+THRESHOLDS = {
+    "next_to": NEXT_TO,
+    "in_front": IN_FRONT,
+    "near_opening": NEAR_OPENING,
+    "corner": CORNER,
+    "against": AGAINST,
+    "above_max": ABOVE_MAX,
+    "above_xy": ABOVE_XY,
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +148,7 @@ def compute_relations(scene: Scene) -> list[Relation]:
 
     next_to: dict[int, list[int]] = {e.id: [] for e in objects}
     for i, a in enumerate(objects):
-        for b in objects[i + 1:]:
+        for b in objects[i + 1 :]:
             if _footing(a) != _footing(b) or a.support == b.id or b.support == a.id:
                 continue
             if horizontal_gap(boxes[a.id], boxes[b.id]) <= NEXT_TO and _z_overlap(boxes[a.id], boxes[b.id]):
@@ -150,7 +175,7 @@ def compute_relations(scene: Scene) -> list[Relation]:
         ca = boxes[a.id].center
         found = None
         for ib, b_id in enumerate(ids):
-            for c_id in ids[ib + 1:]:
+            for c_id in ids[ib + 1 :]:
                 bb, bc = boxes[b_id], boxes[c_id]
                 for axis in (0, 1):
                     other = 1 - axis

@@ -5,6 +5,7 @@ The room spans ``[0, W] x [0, L] x [0, H]`` (metres, Z up). Walls are numbered 0
 the room. Each entity records how it is held (``mount``: floor, on a support, on a wall, in an
 opening), which :mod:`.relations` turns into verifiable facts.
 """
+
 from __future__ import annotations
 
 import math

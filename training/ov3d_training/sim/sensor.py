@@ -20,6 +20,7 @@ annotation).
 
 ``ideal`` -- exact depth in 0.05-12 m (tests and debugging).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -89,7 +90,7 @@ def apply_sensor(depth: np.ndarray, intrinsics: Intrinsics, model: SensorModel, 
     valid = np.isfinite(z) & (z >= model.min_range) & (z <= model.max_range)
     if model.grazing_dropout or model.noise:
         normals = depth_normals(z, intrinsics)
-        rays = np.concatenate([intrinsics.rays(), np.ones(z.shape + (1,))], axis=-1)
+        rays = np.concatenate([intrinsics.rays(), np.ones((*z.shape, 1))], axis=-1)
         rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
         cos = np.abs(np.sum(normals * rays, axis=-1))
         theta = np.arccos(np.clip(np.nan_to_num(cos, nan=1.0), 0.0, 1.0))
@@ -112,8 +113,8 @@ def apply_sensor(depth: np.ndarray, intrinsics: Intrinsics, model: SensorModel, 
     if model.flying_pixels:
         # mix with the farthest 4-neighbour: the pixel straddles foreground and background
         padded = np.pad(np.where(np.isfinite(depth), depth, np.nan), 1, mode="edge")
-        neighbours = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
-        far = np.where(np.isfinite(neighbours), neighbours, -np.inf).max(axis=0)
+        neighbors = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+        far = np.where(np.isfinite(neighbors), neighbors, -np.inf).max(axis=0)
         fly = edges & (rng.random(z.shape) < model.flying_pixels) & np.isfinite(far) & (far > z)
         mix = rng.random(z.shape)
         z = np.where(fly, z + mix * (far - z), z)

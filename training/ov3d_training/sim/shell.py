@@ -5,6 +5,7 @@ the openings once the openings are placed. Door and window models sit in the wal
 their catalogue size; the door's swing and the space in front of windows are kept clear of
 furniture.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,15 +23,20 @@ FLOOR_COLORS = ("brown", "beige", "grey", "brown", "white", "black")
 CEILING_RGB = (0.93, 0.93, 0.92)
 
 
-def draw_size(rng: np.random.Generator, width: tuple[float, float],
-              length: tuple[float, float]) -> tuple[float, float, float]:
+def draw_size(
+    rng: np.random.Generator, width: tuple[float, float], length: tuple[float, float]
+) -> tuple[float, float, float]:
     """(W, L, H) in metres, to the centimetre: W and L from a recipe's ranges, H from :data:`HEIGHT`."""
-    return (round(float(rng.uniform(*width)), 2), round(float(rng.uniform(*length)), 2),
-            round(float(rng.uniform(*HEIGHT)), 2))
+    return (
+        round(float(rng.uniform(*width)), 2),
+        round(float(rng.uniform(*length)), 2),
+        round(float(rng.uniform(*HEIGHT)), 2),
+    )
 
 
-def build_shell(library: ModelLibrary, rng: np.random.Generator, size: tuple[float, float, float],
-                window_counts: tuple[int, ...]) -> Room:
+def build_shell(
+    library: ModelLibrary, rng: np.random.Generator, size: tuple[float, float, float], window_counts: tuple[int, ...]
+) -> Room:
     """An empty room of ``size``: floor, ceiling, walls, one door and a number of windows drawn
     from ``window_counts``; ready to furnish."""
     room = Room(library, rng, size, _walls(size))
@@ -53,22 +59,41 @@ def build_shell(library: ModelLibrary, rng: np.random.Generator, size: tuple[flo
 
 def _walls(size: tuple[float, float, float]) -> list[Wall]:
     W, L, _ = size
-    specs = [((0, 0), (1, 0), (0, 1), W), ((W, 0), (0, 1), (-1, 0), L),
-             ((W, L), (-1, 0), (0, -1), W), ((0, L), (0, -1), (1, 0), L)]
-    return [Wall(i, np.array(o, float), np.array(d, float), np.array(n, float), float(ln))
-            for i, (o, d, n, ln) in enumerate(specs)]
+    specs = [
+        ((0, 0), (1, 0), (0, 1), W),
+        ((W, 0), (0, 1), (-1, 0), L),
+        ((W, L), (-1, 0), (0, -1), W),
+        ((0, L), (0, -1), (1, 0), L),
+    ]
+    return [
+        Wall(i, np.array(o, float), np.array(d, float), np.array(n, float), float(ln))
+        for i, (o, d, n, ln) in enumerate(specs)
+    ]
 
 
 def _box_part(box: Box, rgb) -> RenderPart:
     half = tuple(float(v) for v in box.size / 2)
-    return RenderPart(kind="box", rgb=tuple(rgb), area=box_area(half), half_extents=half,
-                      offset=tuple(float(v) for v in box.center))
+    return RenderPart(
+        kind="box", rgb=tuple(rgb), area=box_area(half), half_extents=half, offset=tuple(float(v) for v in box.center)
+    )
 
 
 def _add_structure(room: Room, category: str, box: Box, rgb) -> Entity:
-    return room.add(Entity(room.new_id(), category, category, [_box_part(box, rgb)],
-                           tuple(float(v) for v in box.size), (0.0, 0.0, 0.0), 0.0, "structure",
-                           source="procedural", attribution=dict(PROCEDURAL_ATTRIBUTION), box_override=box))
+    return room.add(
+        Entity(
+            room.new_id(),
+            category,
+            category,
+            [_box_part(box, rgb)],
+            tuple(float(v) for v in box.size),
+            (0.0, 0.0, 0.0),
+            0.0,
+            "structure",
+            source="procedural",
+            attribution=dict(PROCEDURAL_ATTRIBUTION),
+            box_override=box,
+        )
+    )
 
 
 def _wall_span(wall: Wall) -> tuple[float, float]:
@@ -145,8 +170,9 @@ def _add_opening(room: Room, model: Model, wall_index: int, kind: str, bottom: f
         return
     eid = room.new_id()
     xy = wall.point(s, -WALL_T / 2)
-    entity = catalog_entity(room.rng, eid, model, (w, d, h), (float(xy[0]), float(xy[1]), bottom), wall.yaw,
-                            "opening", scale_jitter=False)
+    entity = catalog_entity(
+        room.rng, eid, model, (w, d, h), (float(xy[0]), float(xy[1]), bottom), wall.yaw, "opening", scale_jitter=False
+    )
     entity.wall = wall_index
     entity.support = room.wall_entity[wall_index]
     # Glass panes are dropped: a depth sensor mostly sees through them.

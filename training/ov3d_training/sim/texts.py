@@ -4,6 +4,7 @@ Captions describe an entity alone from its attributes ("a tall white bookshelf")
 it by relations that hold in the scene ("the red mug on the table, near the window"); each
 referral keeps the relations it states, so a reader can check every one against the geometry.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -12,8 +13,20 @@ from .relations import Relation
 from .scene import Entity, Scene
 from .vocabulary import CLASS_BY_NAME
 
-PRIORITY = ("on", "under", "below", "above", "in front of", "between", "next to", "near", "in the corner",
-            "against the wall", "with", "behind")
+PRIORITY = (
+    "on",
+    "under",
+    "below",
+    "above",
+    "in front of",
+    "between",
+    "next to",
+    "near",
+    "in the corner",
+    "against the wall",
+    "with",
+    "behind",
+)
 MAX_REFERRALS = 3
 
 
@@ -127,8 +140,12 @@ def referrals(entity: Entity, facts: list[Relation], describer: Describer) -> li
         out.append({"text": f"the {subject} {describer.phrase(r)}", "relations": [_rel_json(r)]})
     if len(chosen) >= 2:
         a, b = chosen[0], chosen[1]
-        out.append({"text": f"the {subject} {describer.phrase(a)}, {describer.phrase(b)}",
-                    "relations": [_rel_json(a), _rel_json(b)]})
+        out.append(
+            {
+                "text": f"the {subject} {describer.phrase(a)}, {describer.phrase(b)}",
+                "relations": [_rel_json(a), _rel_json(b)],
+            }
+        )
     return out
 
 

@@ -6,6 +6,7 @@ and 1.6 m. The camera looks across the room (towards its centre) and sweeps left
 robot turning its head), pitched down more the higher it is. A room too cluttered to drive in gets
 a turn on the spot at its freest point.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ ROBOT_RADIUS = 0.3
 def occupancy(scene: Scene, grid: float = GRID) -> np.ndarray:
     """(nx, ny) bool: cells a robot base cannot be on (anything reaching below 1 m, walls)."""
     W, L, _ = scene.size
-    nx, ny = int(math.ceil(W / grid)), int(math.ceil(L / grid))
+    nx, ny = math.ceil(W / grid), math.ceil(L / grid)
     blocked = np.zeros((nx, ny), dtype=bool)
     for e in scene.entities:
         if e.mount == "structure":
@@ -33,7 +34,7 @@ def occupancy(scene: Scene, grid: float = GRID) -> np.ndarray:
             continue
         i0, i1 = int(np.floor(b.lo[0] / grid)), int(np.ceil(b.hi[0] / grid))
         j0, j1 = int(np.floor(b.lo[1] / grid)), int(np.ceil(b.hi[1] / grid))
-        blocked[max(i0, 0):max(i1, 0), max(j0, 0):max(j1, 0)] = True
+        blocked[max(i0, 0) : max(i1, 0), max(j0, 0) : max(j1, 0)] = True
     blocked[0, :] = blocked[-1, :] = blocked[:, 0] = blocked[:, -1] = True
     return blocked
 
@@ -87,9 +88,9 @@ def plan_trajectory(
     if count == 0:
         # No room to drive: turn on the spot at the freest cell.
         i, j = np.unravel_index(int(np.argmax(clearance)), clearance.shape)
-        centre = np.array([(i + 0.5) * GRID, (j + 0.5) * GRID])
+        center = np.array([(i + 0.5) * GRID, (j + 0.5) * GRID])
         yaws = float(rng.uniform(0, 2 * math.pi)) + np.linspace(0, 2 * math.pi, frames, endpoint=False)
-        return [look_at_pose([centre[0], centre[1], height], float(y), base_pitch) for y in yaws]
+        return [look_at_pose([center[0], center[1], height], float(y), base_pitch) for y in yaws]
     sizes = ndimage.sum(free, labels, index=np.arange(1, count + 1))
     region = labels == (int(np.argmax(sizes)) + 1)
     cells = np.argwhere(region)
@@ -101,8 +102,8 @@ def plan_trajectory(
         chosen.append(int(np.argmax(dist)))
         dist = np.minimum(dist, np.linalg.norm(cells - cells[chosen[-1]], axis=1))
     way = cells[chosen].astype(float)
-    centre = way.mean(axis=0)
-    way = way[np.argsort(np.arctan2(way[:, 1] - centre[1], way[:, 0] - centre[0]))]
+    center = way.mean(axis=0)
+    way = way[np.argsort(np.arctan2(way[:, 1] - center[1], way[:, 0] - center[0]))]
     # Prefer cells far from obstacles: walk the clearance-weighted free region by BFS.
     path: list[tuple[int, int]] = []
     for a, b in zip(way, np.roll(way, -1, axis=0)):
@@ -121,8 +122,8 @@ def plan_trajectory(
     # Look across the room (towards its centre) rather than along the path: furniture stands
     # along the walls, and a loop looking inwards sees every wall from a distance.
     W, L, _ = scene.size
-    to_centre = np.array([W / 2, L / 2]) - positions
-    yaw_path = np.unwrap(np.arctan2(to_centre[:, 1], to_centre[:, 0]))
+    to_center = np.array([W / 2, L / 2]) - positions
+    yaw_path = np.unwrap(np.arctan2(to_center[:, 1], to_center[:, 0]))
     t = np.linspace(0.0, 1.0, frames, endpoint=False)
     cycles = float(rng.uniform(2.0, 4.0))
     sweep = math.radians(float(rng.uniform(45, 75))) * np.sin(2 * math.pi * cycles * t + float(rng.uniform(0, 6.28)))

@@ -9,12 +9,13 @@ training never depends on these numbers. The first 20 classes are ScanNet-20 in 
 ("a tall bookshelf"): the median catalogue size for classes built from catalogue models, a
 standard size for procedural ones.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-UNLABELLED = 0
+UNLABELED = 0
 
 
 @dataclass(frozen=True)
@@ -205,16 +206,18 @@ MAPPING_RULES: tuple[MappingRule, ...] = (
     _r(r"wall flat tv|^tv\b|^television$", "television", "television"),
     _r(r"imac", "monitor", "computer"),
     _r(r"laptop|ibook", "laptop", "laptop"),
-    _r(r"lamppost|street l|park light|outdoor lamp|porch light|wall lamp|ceiling lamp|chandelier|hanging light"
-       r"|pendant lamp|track lights|fluorescent|wall light|wall spotlight|flashlight|candle", None),
+    _r(
+        r"lamppost|street l|park light|outdoor lamp|porch light|wall lamp|ceiling lamp|chandelier|hanging light"
+        r"|pendant lamp|track lights|fluorescent|wall light|wall spotlight|flashlight|candle",
+        None,
+    ),
     # Lamps hung from the ceiling carry an elevation; only table and floor lamps are used.
     _r(r"^lamp$", "lamp", "floor lamp", LIGHTS, None, 100.0, 0),
     _r(r"lantern", "lamp", "lantern", LIGHTS, None, None, 0),
     _r(r"lamp", "lamp", "lamp", LIGHTS, None, None, 0),
     _r(r"spathiphyllum", "plant", "peace lily", ("Living room",)),
     _r(r"orchids", "plant", "orchid", ("Living room",)),
-    _r(r"cactus|bonsai|ficus|yucca|tulip|lily|^flowers$|christmas tree|succulent",
-       "plant", None, ("Living room",)),
+    _r(r"cactus|bonsai|ficus|yucca|tulip|lily|^flowers$|christmas tree|succulent", "plant", None, ("Living room",)),
     _r(r"plant|bamboo", "plant", "plant", ("Living room",)),
     _r(r"^vase$|old jar|pottery", "vase", "vase"),
     _r(r"trash ?can|dustbin|recycling bin", "trash can", "trash can"),

@@ -1,4 +1,5 @@
 """Load a :class:`~.scene.Scene` into a headless pybullet client (one body per render part)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,8 +39,9 @@ def connect() -> int:
     return client
 
 
-def build_world(scene: Scene, client: int | None = None, collision: bool = False,
-                exclude: frozenset[int] = frozenset()) -> World:
+def build_world(
+    scene: Scene, client: int | None = None, collision: bool = False, exclude: frozenset[int] = frozenset()
+) -> World:
     """Create every entity's parts as static bodies. ``collision`` adds matching collision shapes
     (concave triangle meshes) so that ray tests see the same geometry as the renderer; entities
     in ``exclude`` are left out (a cut-away view)."""
@@ -56,24 +58,40 @@ def build_world(scene: Scene, client: int | None = None, collision: bool = False
             rgba = [*part.rgb, 1.0]
             base = position + rot @ np.asarray(part.offset)
             if part.kind == "mesh_file":
-                visual = p.createVisualShape(p.GEOM_MESH, fileName=part.mesh_file, meshScale=list(part.scale),
-                                             rgbaColor=rgba, physicsClientId=client)
-                shape = dict(shapeType=p.GEOM_MESH, fileName=part.mesh_file, meshScale=list(part.scale),
-                             flags=p.GEOM_FORCE_CONCAVE_TRIMESH)
+                visual = p.createVisualShape(
+                    p.GEOM_MESH,
+                    fileName=part.mesh_file,
+                    meshScale=list(part.scale),
+                    rgbaColor=rgba,
+                    physicsClientId=client,
+                )
+                shape = dict(
+                    shapeType=p.GEOM_MESH,
+                    fileName=part.mesh_file,
+                    meshScale=list(part.scale),
+                    flags=p.GEOM_FORCE_CONCAVE_TRIMESH,
+                )
             elif part.kind == "box":
-                visual = p.createVisualShape(p.GEOM_BOX, halfExtents=list(part.half_extents), rgbaColor=rgba,
-                                             physicsClientId=client)
+                visual = p.createVisualShape(
+                    p.GEOM_BOX, halfExtents=list(part.half_extents), rgbaColor=rgba, physicsClientId=client
+                )
                 shape = dict(shapeType=p.GEOM_BOX, halfExtents=list(part.half_extents))
             else:
                 verts = np.asarray(part.vertices, dtype=np.float64).tolist()
                 idx = np.asarray(part.indices, dtype=np.int32).ravel().tolist()
-                visual = p.createVisualShape(p.GEOM_MESH, vertices=verts, indices=idx, rgbaColor=rgba,
-                                             physicsClientId=client)
+                visual = p.createVisualShape(
+                    p.GEOM_MESH, vertices=verts, indices=idx, rgbaColor=rgba, physicsClientId=client
+                )
                 shape = dict(shapeType=p.GEOM_MESH, vertices=verts, indices=idx, flags=p.GEOM_FORCE_CONCAVE_TRIMESH)
             collision_shape = p.createCollisionShape(**shape, physicsClientId=client) if collision else -1
-            body = p.createMultiBody(baseMass=0, baseCollisionShapeIndex=collision_shape, baseVisualShapeIndex=visual,
-                                     basePosition=base.tolist(), baseOrientation=quaternion_z(entity.yaw),
-                                     physicsClientId=client)
+            body = p.createMultiBody(
+                baseMass=0,
+                baseCollisionShapeIndex=collision_shape,
+                baseVisualShapeIndex=visual,
+                basePosition=base.tolist(),
+                baseOrientation=quaternion_z(entity.yaw),
+                physicsClientId=client,
+            )
             if part.texture:
                 tex = world.textures.get(part.texture)
                 if tex is None:

@@ -5,6 +5,7 @@ must not silently fall back to a default), values are converted to the field's d
 (tuples from YAML lists, floats from ints). The resolved configuration is written into the run
 directory, and ``--resume`` refuses a config that differs from it.
 """
+
 from __future__ import annotations
 
 import dataclasses

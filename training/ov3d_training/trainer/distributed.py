@@ -13,6 +13,7 @@ refuses to run -- :class:`AllReduceBatchNorm1d`, which all-reduces sums through 
 all-reduce (backward = all-reduce of the gradients) so gradients flow across processes exactly
 as they would through one batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,13 +96,13 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum over processes; the gradient of a sum that every process uses is the sum of theirs."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.clone()
         dist.all_reduce(out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         out = grad.clone()
         dist.all_reduce(out)
         return out
@@ -128,9 +129,9 @@ class AllReduceBatchNorm1d(nn.BatchNorm1d):
         data = x if x.dtype == torch.float64 else x.float()  # fp16 under autocast: statistics in fp32
         count = all_reduce(torch.tensor([float(data.shape[0])], dtype=data.dtype, device=x.device))
         mean = all_reduce(data.sum(dim=0)) / count
-        centred = data - mean
-        var = all_reduce((centred * centred).sum(dim=0)) / count
-        out = centred * torch.rsqrt(var + self.eps)
+        centered = data - mean
+        var = all_reduce((centered * centered).sum(dim=0)) / count
+        out = centered * torch.rsqrt(var + self.eps)
         if self.affine:
             out = out * self.weight + self.bias
         if self.track_running_stats:
@@ -155,10 +156,14 @@ def _replace_batchnorm(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.BatchNorm1d) and not isinstance(module, AllReduceBatchNorm1d):
         reference = next(iter([*module.parameters(), *module.buffers()]), None)
         synced = AllReduceBatchNorm1d(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
             device=None if reference is None else reference.device,
             dtype=None if reference is None or not reference.is_floating_point() else reference.dtype,
-        )  # fmt: skip
+        )
         synced.load_state_dict(module.state_dict())
         synced.train(module.training)
         return synced

@@ -15,6 +15,7 @@ Contract with the task (:class:`TrainingTask`): ``training_step`` returns the *m
 of its local batch, so that DDP's gradient average over equal local batches is the gradient of
 the global batch mean.
 """
+
 from __future__ import annotations
 
 import math
@@ -168,7 +169,9 @@ class Trainer:
             core = synchronize_batchnorm(core, info.device)
         model: nn.Module = core
         if info.distributed:
-            model = DistributedDataParallel(core, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+            model = DistributedDataParallel(
+                core, device_ids=[info.device.index] if info.device.type == "cuda" else None
+            )
         o = self.optim_config
         optimizer = torch.optim.AdamW(parameter_groups(core, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps)
         total, warmup, floor = self.config.steps, o.warmup_steps, o.min_lr_ratio
@@ -230,13 +233,22 @@ class Trainer:
 
         dataset = self.task.train_dataset()
         sampler = GlobalBatchSampler(
-            len(dataset), cfg.batch_size, seed=self.seed, rank=info.rank, world_size=info.world_size,
-            start_step=start, end_step=end,
-        )  # fmt: skip
+            len(dataset),
+            cfg.batch_size,
+            seed=self.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            start_step=start,
+            end_step=end,
+        )
         loader = DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=self.task.collate, num_workers=cfg.num_workers,
-            pin_memory=info.device.type == "cuda", persistent_workers=False,
-        )  # fmt: skip
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.task.collate,
+            num_workers=cfg.num_workers,
+            pin_memory=info.device.type == "cuda",
+            persistent_workers=False,
+        )
         progress = None
         if info.is_main and cfg.progress and end > start:
             from tqdm import tqdm
@@ -260,7 +272,9 @@ class Trainer:
                 out = self.task.training_step(model, batch, info.device)
             loss = out.loss
             if not torch.isfinite(loss.detach()):
-                raise TrainingError(f"step {step_index + 1}: loss is {loss.item()} (diverged); lower optim.lr or check the data")
+                raise TrainingError(
+                    f"step {step_index + 1}: loss is {loss.item()} (diverged); lower optim.lr or check the data"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -316,14 +330,29 @@ class Trainer:
         if logger is not None:
             logger.close()
             if (self.run_dir / CSV_NAME).exists():
-                plot_curves(self.run_dir / CSV_NAME, self.run_dir / PLOT_NAME, title=f"{self.task.name} ({self.run_dir.name})")
+                plot_curves(
+                    self.run_dir / CSV_NAME, self.run_dir / PLOT_NAME, title=f"{self.task.name} ({self.run_dir.name})"
+                )
         seconds = time.perf_counter() - started
         stopped_by = "steps" if step >= cfg.steps else "time budget" if budget_reached else "stop_at_step"
-        return TrainResult(self.run_dir, step, finished, last_metrics, validation, exported, seconds,
-                           str(info.device), info.world_size, stopped_by, train_seconds)  # fmt: skip
+        return TrainResult(
+            self.run_dir,
+            step,
+            finished,
+            last_metrics,
+            validation,
+            exported,
+            seconds,
+            str(info.device),
+            info.world_size,
+            stopped_by,
+            train_seconds,
+        )
 
     # --------------------------------------------------------------------------- helpers
-    def _validate(self, info: DistInfo, core: nn.Module, model: nn.Module, step: int, logger: MetricsLogger | None) -> dict[str, float]:
+    def _validate(
+        self, info: DistInfo, core: nn.Module, model: nn.Module, step: int, logger: MetricsLogger | None
+    ) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if info.is_main:
             rng = capture_rng_state()  # validation must not shift the training's random streams
@@ -336,7 +365,9 @@ class Trainer:
                 restore_rng_state(rng)
             if metrics and logger is not None:
                 logger.log(step, "val", metrics)
-                plot_curves(self.run_dir / CSV_NAME, self.run_dir / PLOT_NAME, title=f"{self.task.name} ({self.run_dir.name})")
+                plot_curves(
+                    self.run_dir / CSV_NAME, self.run_dir / PLOT_NAME, title=f"{self.task.name} ({self.run_dir.name})"
+                )
         model.train()
         metrics = broadcast_object(metrics)
         barrier()

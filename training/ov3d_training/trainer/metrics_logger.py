@@ -5,6 +5,7 @@ and new loss terms need no schema. On resume, rows past the resumed step (logged
 checkpoint, about to be recomputed) are dropped and TensorBoard purges them too, so the record
 of a resumed run is the record of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -103,10 +104,12 @@ def plot_curves(csv_path: Path, out_path: Path, title: str = "") -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, (split, name) in zip(axes.flat, panels):
         steps, values = curves.get(split, {}).get(name, ([], []))
-        ax.plot(steps, values, lw=0.8, alpha=0.45 if split == "train" else 1.0, marker=None if split == "train" else "o")
+        ax.plot(
+            steps, values, lw=0.8, alpha=0.45 if split == "train" else 1.0, marker=None if split == "train" else "o"
+        )
         if split == "train" and len(values) >= 10:
-            centre, smooth = _rolling_mean(steps, values, max(3, len(values) // 15))
-            ax.plot(centre, smooth, lw=1.5)
+            center, smooth = _rolling_mean(steps, values, max(3, len(values) // 15))
+            ax.plot(center, smooth, lw=1.5)
         ax.set_title(f"{split}/{name}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -135,5 +138,5 @@ def _rolling_mean(steps: list[int], values: list[float], window: int) -> tuple[l
 
     kernel = np.ones(window) / window
     smooth = np.convolve(np.asarray(values, dtype=float), kernel, mode="valid")
-    centre = np.convolve(np.asarray(steps, dtype=float), kernel, mode="valid")
-    return centre.tolist(), smooth.tolist()
+    center = np.convolve(np.asarray(steps, dtype=float), kernel, mode="valid")
+    return center.tolist(), smooth.tolist()

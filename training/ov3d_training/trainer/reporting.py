@@ -1,4 +1,5 @@
 """Run a Trainer for a command line and map its outcome to exit codes and one summary line."""
+
 from __future__ import annotations
 
 import sys
@@ -34,8 +35,10 @@ def fit_and_report(
         state = "finished" if result.finished else "stopped"
         if result.stopped_by == "time budget":
             state = f"finished its time budget ({result.train_seconds / 60:.1f} min of training)"
-        print(f"{command} {state} at step {result.step} in {result.seconds:.1f} s on {result.device} x{result.world_size}; "
-              f"run: {result.run_dir}" + (f"; {artefact}: {result.exported}" if result.exported else ""))  # fmt: skip
+        print(
+            f"{command} {state} at step {result.step} in {result.seconds:.1f} s on {result.device} x{result.world_size}; "
+            f"run: {result.run_dir}" + (f"; {artefact}: {result.exported}" if result.exported else "")
+        )
         if result.validation:
             print("validation: " + ", ".join(f"{k} {v:.{digits}f}" for k, v in result.validation.items()))
     return 0

@@ -11,6 +11,7 @@ process ``r`` of ``W`` takes the contiguous slice ``[r * B / W, (r + 1) * B / W)
 Items are keys ``(epoch, index)``: the dataset seeds each item's augmentation and masks from the
 key, so an item is the same in any worker process, in any run, after any resume.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -66,7 +67,10 @@ class GlobalBatchSampler:
     def global_keys(self, step: int) -> list[tuple[int, int]]:
         """The whole global batch of ``step`` as (epoch, index) keys."""
         positions = range(step * self.global_batch, (step + 1) * self.global_batch)
-        return [(p // self.dataset_size, int(self.epoch_order(p // self.dataset_size)[p % self.dataset_size])) for p in positions]
+        return [
+            (p // self.dataset_size, int(self.epoch_order(p // self.dataset_size)[p % self.dataset_size]))
+            for p in positions
+        ]
 
     def local_keys(self, step: int) -> list[tuple[int, int]]:
         keys = self.global_keys(step)

@@ -32,6 +32,7 @@ Keys (seconds unless named otherwise; medians over ``--repeats`` runs after one 
 * ``device``, ``torch_threads``, ``cpu_count``, ``load_average`` (1-minute, before and after:
   the CI machine is shared, and a loaded machine's timings are not an idle machine's).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,13 +48,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ov3d_ros.checkout import shared_data
 from ov3d_ros.core.checkpoint import CheckpointMetadata, TextSpace
 from ov3d_ros.core.network import StudentConfig, StudentNet
 from ov3d_ros.core.segmenter import DEFAULT_CHECKPOINT, Segmenter, SegmenterConfig
 from ov3d_ros.core.text import MINILM_DIM, MINILM_ID, load_text_encoder
 from ov3d_ros.core.types import QuerySet
 from ov3d_ros.io.scan import Scan
-from ov3d_ros.checkout import shared_data
 
 DEFAULT_SCAN = shared_data() / "scannet" / "scene0000_00.npz"
 TARGET_POINTS = 100_000
@@ -121,8 +122,12 @@ def pipeline_bench(segmenter: Segmenter, scan: Scan, repeats: int) -> dict[str, 
         result = segmenter.query(processed, standing)
         totals.append(time.perf_counter() - start)
         cpu_totals.append(time.process_time() - cpu_start)
-        stages.append({**{f"process.{k}": v for k, v in processed.timings.items()},
-                       **{f"query.{k}": v for k, v in result.timings.items()}})  # fmt: skip
+        stages.append(
+            {
+                **{f"process.{k}": v for k, v in processed.timings.items()},
+                **{f"query.{k}": v for k, v in result.timings.items()},
+            }
+        )
 
     fresh, fresh_cpu, fresh_stages, cached = [], [], [], []
     for text in NEW_QUERIES[: max(repeats, 3)]:
@@ -203,8 +208,13 @@ def run(
     out["targets"] = TARGETS_CUDA if segmenter.device.type == "cuda" else TARGETS_CPU
     out["load_average_after_pipeline"] = round(os.getloadavg()[0], 2)
 
-    ggp = _optional("ov3d_ros.bench.ggp_bench", scan_path=scan_path, device=str(segmenter.device), reference=reference,
-                    config=segmenter.config.ggp)  # fmt: skip
+    ggp = _optional(
+        "ov3d_ros.bench.ggp_bench",
+        scan_path=scan_path,
+        device=str(segmenter.device),
+        reference=reference,
+        config=segmenter.config.ggp,
+    )
     out["ggp"].update(ggp)
     for key in ("ggp_speedup_vs_reference_paper", "ggp_speedup_vs_reference_shipped"):
         if key in ggp:
@@ -222,11 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="GGP against GeoPurify's own formulation of it (brute-force float32 kNN, COO torch.sparse.mm over "
         "512 + 6 channels): ggp_speedup_vs_reference_paper and ggp_speedup_vs_reference_shipped, with the "
-        "timings and checks under ggp.reference_* and ggp.optimised_* (keys: ov3d_ros.bench.ggp_bench).",
+        "timings and checks under ggp.reference_* and ggp.optimized_* (keys: ov3d_ros.bench.ggp_bench).",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object (default: indented JSON)")
     parser.add_argument("--scan", default=str(DEFAULT_SCAN), help="real scan to time on (default: the ScanNet scene)")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: packaged model, else random init)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="checkpoint directory (default: packaged model, else random init)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5)

@@ -28,7 +28,7 @@ Keys (seconds unless named otherwise; each timing is the best of ``repeats``):
   installed, else torch.cdist in matrix-product mode), softmax(cos / tau) weights, a COO W and
   T float32 ``torch.sparse.mm`` products over 512 + 6 feature channels, as GeoPurify pools them.
   Per setting S in (paper, shipped): ``reference_S_s`` (that formulation at S's k, tau, T and
-  self handling, on the voxels), ``optimised_S_s`` (this package at S: k-d tree, SDDMM weights,
+  self handling, on the voxels), ``optimized_S_s`` (this package at S: k-d tree, SDDMM weights,
   the 20 query logits pooled by CSR products -- with cells where S has them) and
   ``ggp_speedup_vs_reference_S``, their ratio; both at the same torch thread count
   (``torch_threads``; faiss gets the same). At the paper setting both compute the same
@@ -43,23 +43,26 @@ Keys (seconds unless named otherwise; each timing is the best of ``repeats``):
   ``reference_outputs_equal``: both within tolerance at both settings.
 * ``peak_rss_mb``: the process's peak resident memory before the reference ran.
 """
+
 from __future__ import annotations
 
+import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ov3d_ros.bench.ggp_reference import knn_backend, reference_ggp
+from ov3d_ros.checkout import shared_data
 from ov3d_ros.core.geometry import estimate_normals, geometric_embedding
 from ov3d_ros.core.ggp import GGPConfig, build_pooling_graph, pooling_geometry
 from ov3d_ros.core.neighbors import knn_voxels
 from ov3d_ros.core.voxel import voxelize
-from ov3d_ros.checkout import shared_data
 
 SHARED_DATA = shared_data()
 DEFAULT_SCAN = SHARED_DATA / "scannet" / "scene0000_00.npz"
@@ -103,8 +106,13 @@ def run(
     rng = np.random.default_rng(seed)
     data = np.load(scan_path)
     xyz, rgb = data["xyz"].astype(np.float32), data["rgb"]
-    out: dict[str, Any] = {"scan": str(scan_path), "device": str(dev), "torch_threads": torch.get_num_threads(),
-                           "cpu_count": os.cpu_count(), "repeats": repeats}  # fmt: skip
+    out: dict[str, Any] = {
+        "scan": str(scan_path),
+        "device": str(dev),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "repeats": repeats,
+    }
 
     dense_xyz, dense_rgb = _densify(xyz, rgb, factor=4)
     pick = rng.choice(len(dense_xyz), size=min(num_points, len(dense_xyz)), replace=False)
@@ -128,20 +136,26 @@ def run(
     text, features = _semantic(rng, total, TEXT_DIM)
     text, features = text.to(dev), features.to(dev)
 
-    timed = lambda fn: _best(lambda: _synced(fn, sync), repeats)  # noqa: E731
+    timed = lambda fn: _best(lambda: _synced(fn, sync), repeats)
     out["setting_shipped"], out["setting_paper"] = config.record(), paper.record()
     out["k"], out["tau"], out["iterations"] = config.k, config.tau, config.iterations
     out["knn_s"], geometry = timed(
         lambda: pooling_geometry(centers, config.k, config.coarsen, voxel_size, include_self=config.include_self)
     )
-    out["knn_paper_k_s"], _ = timed(lambda: knn_voxels(centers, paper.k, include_self=paper.include_self, cell_size=voxel_size))
+    out["knn_paper_k_s"], _ = timed(
+        lambda: knn_voxels(centers, paper.k, include_self=paper.include_self, cell_size=voxel_size)
+    )
     if dev.type == "cuda" or grid_on_cpu:  # on CPU the grid search is far slower than the k-d tree
-        grid = lambda: knn_voxels(centers, config.k, method="grid", cell_size=voxel_size)  # noqa: E731
+        grid = lambda: knn_voxels(centers, config.k, method="grid", cell_size=voxel_size)
         out["knn_grid_s"], _ = _best(lambda: _synced(grid, sync), 1)
-    out["weights_s"], graph = timed(lambda: build_pooling_graph(centers, affinity, config, knn=geometry, cell_size=voxel_size))
+    out["weights_s"], graph = timed(
+        lambda: build_pooling_graph(centers, affinity, config, knn=geometry, cell_size=voxel_size)
+    )
     logits = features @ text.T
     out["pool_logits_s"], pooled_logits = timed(lambda: graph.pool(logits, config.iterations))
-    out["pool_features_s"], pooled_features = _best(lambda: _synced(lambda: graph.pool(features, config.iterations), sync), 1)
+    out["pool_features_s"], pooled_features = _best(
+        lambda: _synced(lambda: graph.pool(features, config.iterations), sync), 1
+    )
     via_features = pooled_features @ text.T
     out["logit_vs_feature_max_abs_diff"] = float((via_features - pooled_logits).abs().max())
     out["logit_vs_feature_labels_equal"] = float((via_features.argmax(1) == pooled_logits.argmax(1)).float().mean())
@@ -157,13 +171,27 @@ def run(
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     if reference:
-        out.update(_against_reference(centers_np, colors_np, affinity.cpu(), rng, {"paper": paper, "shipped": config},
-                                      ggp, timed, voxel_size, dev, repeats))  # fmt: skip
+        out.update(
+            _against_reference(
+                centers_np,
+                colors_np,
+                affinity.cpu(),
+                rng,
+                {"paper": paper, "shipped": config},
+                ggp,
+                timed,
+                voxel_size,
+                dev,
+                repeats,
+            )
+        )
     # timings to 0.1 ms; differences keep their few significant digits
     return {key: (round(value, 4) if key.endswith("_s") else value) for key, value in out.items()}
 
 
-def _against_reference(centers_np, colors_np, affinity, rng, settings, ggp, timed, voxel_size, dev, repeats) -> dict[str, Any]:
+def _against_reference(
+    centers_np, colors_np, affinity, rng, settings, ggp, timed, voxel_size, dev, repeats
+) -> dict[str, Any]:
     """GeoPurify's formulation against this package, per setting (module doc, keys)."""
     total = len(centers_np)
     text, semantic = _semantic(rng, total, GEOPURIFY_DIM)
@@ -174,16 +202,31 @@ def _against_reference(centers_np, colors_np, affinity, rng, settings, ggp, time
     out: dict[str, Any] = {"reference_knn": knn_backend(), "reference_feature_channels": features.shape[1]}
     equal = True
     for name, cfg in settings.items():
-        seconds, ref = _best(lambda: reference_ggp(features, affinity, centers_np, cfg.k, cfg.tau, cfg.iterations,
-                                                   include_self=cfg.include_self, weights=cfg.weights), repeats)  # fmt: skip
+        seconds, ref = _best(
+            lambda: reference_ggp(
+                features,
+                affinity,
+                centers_np,
+                cfg.k,
+                cfg.tau,
+                cfg.iterations,
+                include_self=cfg.include_self,
+                weights=cfg.weights,
+            ),
+            repeats,
+        )
         out[f"reference_{name}_s"] = seconds
-        out[f"optimised_{name}_s"], _ = timed(lambda: ggp(cfg, logits))
-        out[f"ggp_speedup_vs_reference_{name}"] = round(seconds / max(out[f"optimised_{name}_s"], 1e-9), 1)
+        out[f"optimized_{name}_s"], _ = timed(lambda: ggp(cfg, logits))
+        out[f"ggp_speedup_vs_reference_{name}"] = round(seconds / max(out[f"optimized_{name}_s"], 1e-9), 1)
         # the same operator: this package's voxel graph on the reference's own neighbours
         same = build_pooling_graph(centers, affinity, replace(cfg, coarsen=1), knn=ref.knn)
-        diff = float(((ref.pooled[:, : semantic.shape[1]] @ text.T) - same.pool(logits.cpu(), cfg.iterations)).abs().max())
+        diff = float(
+            ((ref.pooled[:, : semantic.shape[1]] @ text.T) - same.pool(logits.cpu(), cfg.iterations)).abs().max()
+        )
         fast_knn = knn_voxels(centers, cfg.k, include_self=cfg.include_self, cell_size=voxel_size)
-        knn_diff = float((torch.sort(ref.knn.distances, dim=1).values - torch.sort(fast_knn.distances, dim=1).values).abs().max())
+        knn_diff = float(
+            (torch.sort(ref.knn.distances, dim=1).values - torch.sort(fast_knn.distances, dim=1).values).abs().max()
+        )
         out[f"reference_{name}_max_abs_diff"] = diff
         out[f"reference_{name}_knn_max_distance_diff"] = knn_diff
         equal = equal and diff < OUTPUT_TOLERANCE and knn_diff < DISTANCE_TOLERANCE
@@ -195,7 +238,9 @@ def _against_reference(centers_np, colors_np, affinity, rng, settings, ggp, time
 
 def _semantic(rng: np.random.Generator, total: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """NUM_QUERIES unit text embeddings and unit per-voxel features near one of them each."""
-    text = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(NUM_QUERIES, dim)).astype(np.float32)), dim=1)
+    text = torch.nn.functional.normalize(
+        torch.from_numpy(rng.normal(size=(NUM_QUERIES, dim)).astype(np.float32)), dim=1
+    )
     owner = torch.from_numpy(rng.integers(0, NUM_QUERIES, total))
     noise = torch.from_numpy(rng.normal(size=(total, dim)).astype(np.float32))
     return text, torch.nn.functional.normalize(text[owner] + 0.1 * noise, dim=1)
@@ -203,9 +248,9 @@ def _semantic(rng: np.random.Generator, total: int, dim: int) -> tuple[torch.Ten
 
 def _densify(xyz: np.ndarray, rgb: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """The points plus midpoints towards each one's ``factor - 1`` nearest neighbours."""
-    neighbours = knn_voxels(xyz, factor - 1, include_self=False).indices
-    mid_xyz = (xyz[:, None, :] + xyz[neighbours]) / 2
-    mid_rgb = ((rgb[:, None, :].astype(np.uint16) + rgb[neighbours]) // 2).astype(np.uint8)
+    neighbors = knn_voxels(xyz, factor - 1, include_self=False).indices
+    mid_xyz = (xyz[:, None, :] + xyz[neighbors]) / 2
+    mid_rgb = ((rgb[:, None, :].astype(np.uint16) + rgb[neighbors]) // 2).astype(np.uint8)
     return np.concatenate([xyz, mid_xyz.reshape(-1, 3)]), np.concatenate([rgb, mid_rgb.reshape(-1, 3)])
 
 

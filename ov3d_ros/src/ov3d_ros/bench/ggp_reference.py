@@ -24,6 +24,7 @@ in float64 by differences, the k-d tree's arithmetic, so that neighbours nearly 
 k-th are ranked as the fast path's k-d tree ranks them (the matrix-product form's rounding can
 swap two whose distances differ by less than it, and so pick another k-th neighbour).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -79,17 +80,19 @@ def reference_knn(positions, k: int, *, include_self: bool, exact_distances: boo
     return KNN(idx[:, :k], dist[:, :k]) if include_self else KNN(idx[:, 1 : k + 1], dist[:, 1 : k + 1])
 
 
-def reference_weights(
-    embeddings, knn: KNN, tau: float, kind: str = "affinity"
-) -> torch.Tensor:
+def reference_weights(embeddings, knn: KNN, tau: float, kind: str = "affinity") -> torch.Tensor:
     """(V, k) float32 weights of each voxel's neighbours: softmax(cos / tau) for "affinity"
     (cosines by gathering both embeddings), softmax(-d^2 / sigma^2) for "distance" (sigma: the
     median distance to the k-th neighbour), 1/k for "uniform"."""
     neighbors = knn.indices
     if kind == "affinity":
         z = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)), dim=1)
-        cosine = torch.cat([(z[s : s + _COSINE_ROWS, None, :] * z[neighbors[s : s + _COSINE_ROWS]]).sum(dim=2)
-                            for s in range(0, len(neighbors), _COSINE_ROWS)])  # fmt: skip
+        cosine = torch.cat(
+            [
+                (z[s : s + _COSINE_ROWS, None, :] * z[neighbors[s : s + _COSINE_ROWS]]).sum(dim=2)
+                for s in range(0, len(neighbors), _COSINE_ROWS)
+            ]
+        )
         return torch.softmax(cosine / float(tau), dim=1)
     if kind == "distance":
         sigma = max(float(knn.distances.max(dim=1).values.median()), 1e-12)

@@ -32,6 +32,7 @@ then stored compactly (1 mm int coordinates, int8 normals); ``run`` unpacks them
 scans with annotation sidecars, which both trainers read as ordinary ``--data``. ScanNet rooms may
 travel to the GPU machine for a run, but the payload folder is ignored by git and never committed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
 from ov3d_ros.checkout import REPOSITORY, SHARED
 
 REPO = REPOSITORY
@@ -75,8 +78,9 @@ def tree_bytes(path: Path) -> int:
 
 def checkout_bytes(repo: Path = REPO) -> int:
     """What the GPU tool sends of the checkout: tracked and untracked-not-ignored files."""
-    out = subprocess.run(["git", "ls-files", "-z", "-c", "-o", "--exclude-standard"], cwd=repo,
-                         capture_output=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "-c", "-o", "--exclude-standard"], cwd=repo, capture_output=True, check=True
+    ).stdout
     total = 0
     for name in out.decode().split("\0"):
         path = repo / name
@@ -120,7 +124,9 @@ def inference_texts() -> list[str]:
 
 
 # ------------------------------------------------------------------------------ scene packing
-def pack_scenes(sources_args: Sequence[str], out: Path, recipe: Path, encoder) -> tuple[dict, dict[tuple[str, ...], list[str]]]:
+def pack_scenes(
+    sources_args: Sequence[str], out: Path, recipe: Path, encoder
+) -> tuple[dict, dict[tuple[str, ...], list[str]]]:
     """Prepare each training source as the teacher recipe does and store it compactly.
 
     Returns (record, text groups {templates: texts} the scenes need)."""
@@ -172,8 +178,13 @@ def pack_scenes(sources_args: Sequence[str], out: Path, recipe: Path, encoder) -
     arrays["voxel_size"] = np.array(scene_config.voxel_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
-    record = {"scenes": len(names), "voxel_size": scene_config.voxel_size, "recipe": str(recipe.relative_to(REPO)),
-              "sources": [str(a) for a in sources_args], "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    record = {
+        "scenes": len(names),
+        "voxel_size": scene_config.voxel_size,
+        "recipe": str(recipe.relative_to(REPO)),
+        "sources": [str(a) for a in sources_args],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     return record, groups
 
 
@@ -210,8 +221,13 @@ def unpack_scenes(pack: Path, folder: Path) -> list[Path]:
             points = (data[f"s{i}_coords"].astype(np.float64) / COORD_MM + data[f"s{i}_origin"]).astype(np.float32)
             normals = data[f"s{i}_normals"].astype(np.float32) / 127
             normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)
-            scan = Scan(points, colors=data[f"s{i}_colors"], normals=normals,
-                        instances=data[f"s{i}_instances"].astype(np.int32), frame_id="map")  # fmt: skip
+            scan = Scan(
+                points,
+                colors=data[f"s{i}_colors"],
+                normals=normals,
+                instances=data[f"s{i}_instances"].astype(np.int32),
+                frame_id="map",
+            )
             stem = f"{i:03d}_{Path(name).stem}"
             path = folder / f"{stem}.npz"
             save_scan(scan, path)
@@ -275,11 +291,18 @@ def pack(out: Path, train_data: Sequence[str], shared: Path = SHARED, recipe: Pa
 def _environment() -> dict[str, Any]:
     import torch
 
-    env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                           "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count()}  # fmt: skip
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "cpu_count": os.cpu_count(),
+    }
     if torch.cuda.is_available():
-        env.update(device_name=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
-                   memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))  # fmt: skip
+        env.update(
+            device_name=torch.cuda.get_device_name(0),
+            cuda=torch.version.cuda,
+            memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+        )
     try:
         import spconv
 
@@ -302,8 +325,9 @@ class Steps:
             handle.write(f"\n===== {name}\n$ {' '.join(argv)}\n".encode())
             handle.flush()
             try:
-                proc = subprocess.run(argv, cwd=REPO, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                      timeout=timeout)  # fmt: skip
+                proc = subprocess.run(
+                    argv, cwd=REPO, env=self.env, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout
+                )
                 status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
             except subprocess.TimeoutExpired:
                 status = f"timed out after {timeout:.0f} s"
@@ -318,9 +342,7 @@ def _block_imports_dir(names: Sequence[str]) -> Path:
     """A sitecustomize that makes ``import NAME`` fail, as on the GPU image (dry run only)."""
     folder = Path(tempfile.mkdtemp(prefix="ov3d_gpu_image_"))
     (folder / "sitecustomize.py").write_text(
-        "import sys\n"
-        f"for _name in {list(names)!r}:\n"
-        "    sys.modules[_name] = None  # absent on the GPU image\n",
+        f"import sys\nfor _name in {list(names)!r}:\n    sys.modules[_name] = None  # absent on the GPU image\n",
         encoding="utf-8",
     )
     return folder
@@ -341,7 +363,10 @@ def _archive_sprint(runs: dict[Path, Sequence[str]], out: Path, with_checkpoints
                 tar.add(last, arcname=f"{run_dir.name}/checkpoints/{last.name}")
     size = archive.stat().st_size
     if size > RESULT_PARTS * RESULT_PART_BYTES and with_checkpoints:
-        return {**_archive_sprint(runs, out, with_checkpoints=False), "checkpoints": f"left out: {mib(size)} MiB with them"}
+        return {
+            **_archive_sprint(runs, out, with_checkpoints=False),
+            "checkpoints": f"left out: {mib(size)} MiB with them",
+        }
     parts = []
     with open(archive, "rb") as handle:
         for i in range(RESULT_PARTS):
@@ -350,8 +375,12 @@ def _archive_sprint(runs: dict[Path, Sequence[str]], out: Path, with_checkpoints
                 break
             (out / f"sprint.tar.gz.part{i}").write_bytes(chunk)
             parts.append(f"sprint.tar.gz.part{i}")
-    return {"parts": parts, "mib": mib(size), "checkpoints": "included" if with_checkpoints else "left out",
-            "complete": size <= RESULT_PARTS * RESULT_PART_BYTES}  # fmt: skip
+    return {
+        "parts": parts,
+        "mib": mib(size),
+        "checkpoints": "included" if with_checkpoints else "left out",
+        "complete": size <= RESULT_PARTS * RESULT_PART_BYTES,
+    }
 
 
 def _train_summary(run_dir: Path) -> dict[str, Any]:
@@ -382,15 +411,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     env = dict(os.environ)
-    env.update(OV3D_SHARED_DATA=str(payload / "data"), OV3D_TEXT_EMBEDDINGS=str(payload / "text_embeddings.npz"),
-               PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")  # fmt: skip
+    env.update(
+        OV3D_SHARED_DATA=str(payload / "data"),
+        OV3D_TEXT_EMBEDDINGS=str(payload / "text_embeddings.npz"),
+        PYTHONUNBUFFERED="1",
+        PYTHONWARNINGS="ignore",
+    )
     path = [str(REPO / "ov3d_ros" / "src"), str(REPO / "training")]
     if device == "cpu" and not args.no_block_imports:  # the dry run: the GPU image's missing packages
         path.insert(0, str(_block_imports_dir(ABSENT_ON_GPU_IMAGE)))
     env["PYTHONPATH"] = os.pathsep.join(path + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if device == "cpu":
         env["OV3D_CUDA_TESTS_DEVICE"] = "cpu"  # run the cuda-marked tests' bodies on the CPU
-    summary: dict[str, Any] = {"mode": "train" if args.train else "check", "device": device, "environment": _environment()}
+    summary: dict[str, Any] = {
+        "mode": "train" if args.train else "check",
+        "device": device,
+        "environment": _environment(),
+    }
     steps = Steps(out, env)
     py = sys.executable
 
@@ -400,21 +437,61 @@ def run(args: argparse.Namespace) -> int:
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
     if not args.skip_tests:
-        steps.run("cuda_tests", [py, "-m", "pytest", "-m", "cuda", "test/cuda", "-q", "-rA", "-p", "no:cacheprovider",
-                                 f"--junitxml={out / 'cuda_tests.xml'}", "-o", "addopts=--strict-markers"],
-                  timeout=args.tests_timeout)  # fmt: skip
+        steps.run(
+            "cuda_tests",
+            [
+                py,
+                "-m",
+                "pytest",
+                "-m",
+                "cuda",
+                "test/cuda",
+                "-q",
+                "-rA",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={out / 'cuda_tests.xml'}",
+                "-o",
+                "addopts=--strict-markers",
+            ],
+            timeout=args.tests_timeout,
+        )
         write_summary()
     if not args.skip_bench:
         bench_json = out / "bench.json"
-        record = steps.run("bench", [py, "-m", "ov3d_ros.bench.cli", "--json", "--device", device, "--no-reference",
-                                     "--repeats", str(args.bench_repeats), "--scan", str(payload / "data" / EVAL_SCAN)],
-                           timeout=args.bench_timeout)  # fmt: skip
+        record = steps.run(
+            "bench",
+            [
+                py,
+                "-m",
+                "ov3d_ros.bench.cli",
+                "--json",
+                "--device",
+                device,
+                "--no-reference",
+                "--repeats",
+                str(args.bench_repeats),
+                "--scan",
+                str(payload / "data" / EVAL_SCAN),
+            ],
+            timeout=args.bench_timeout,
+        )
         if record["status"] == "ok":
             lines = [ln for ln in (out / "log.txt").read_text().splitlines() if ln.startswith('{"load_average_before"')]
             bench_json.write_text(lines[-1] + "\n", encoding="utf-8")
             bench = json.loads(lines[-1])
-            keys = ("end_to_end_100k_s", "end_to_end_min_s", "requery_100k_s", "requery_cached_100k_s", "peak_rss_mb",
-                    "cuda_peak_memory_mib", "num_voxels", "weights", "device_name", "end_to_end_stages_s")  # fmt: skip
+            keys = (
+                "end_to_end_100k_s",
+                "end_to_end_min_s",
+                "requery_100k_s",
+                "requery_cached_100k_s",
+                "peak_rss_mb",
+                "cuda_peak_memory_mib",
+                "num_voxels",
+                "weights",
+                "device_name",
+                "end_to_end_stages_s",
+            )
             summary["bench"] = {k: bench[k] for k in keys if k in bench}
         write_summary()
     if args.train:
@@ -433,8 +510,18 @@ def train(args: argparse.Namespace, payload: Path, out: Path, steps: Steps, py: 
         return {"status": f"no {pack_path.name} in the payload (pack with --train-data)"}
     work = Path(args.work or tempfile.mkdtemp(prefix="ov3d_sprint_"))
     scenes = unpack_scenes(pack_path, work / "scenes")
-    common = ["--set", f"trainer.device={args.device}", "--set", "trainer.steps=1000000", "--set", "trainer.progress=false",
-              "--set", f"trainer.num_workers={args.workers}", "--set", "trainer.checkpoint_every=0"]  # fmt: skip
+    common = [
+        "--set",
+        f"trainer.device={args.device}",
+        "--set",
+        "trainer.steps=1000000",
+        "--set",
+        "trainer.progress=false",
+        "--set",
+        f"trainer.num_workers={args.workers}",
+        "--set",
+        "trainer.checkpoint_every=0",
+    ]
     if args.device == "cuda":
         common += ["--set", "trainer.cpu_threads=null"]
     for item in args.train_set:
@@ -443,16 +530,51 @@ def train(args: argparse.Namespace, payload: Path, out: Path, steps: Steps, py: 
     teacher_run, student_run = work / "mpec", work / "distill"
     minutes = {"teacher": args.teacher_minutes, "student": args.student_minutes}
     # each part overruns its budget by its start-up, a step, its end-of-run validation and export
-    steps.run("teacher", [py, "-m", "ov3d_training.cli", "mpec", "--config", str(TEACHER_RECIPE), "--data", str(work / "scenes"),
-                          "--out", str(teacher_run), "--set", f"trainer.max_minutes={minutes['teacher']}", *common],
-              timeout=minutes["teacher"] * 60 + args.part_overhead_s)  # fmt: skip
+    steps.run(
+        "teacher",
+        [
+            py,
+            "-m",
+            "ov3d_training.cli",
+            "mpec",
+            "--config",
+            str(TEACHER_RECIPE),
+            "--data",
+            str(work / "scenes"),
+            "--out",
+            str(teacher_run),
+            "--set",
+            f"trainer.max_minutes={minutes['teacher']}",
+            *common,
+        ],
+        timeout=minutes["teacher"] * 60 + args.part_overhead_s,
+    )
     result["teacher"] = {**_train_summary(teacher_run), "minutes": minutes["teacher"]}
-    runs: dict[Path, Sequence[str]] = {teacher_run: ["teacher", "metrics.csv", "curves.png", "config.yaml", "prepared.json"]}
+    runs: dict[Path, Sequence[str]] = {
+        teacher_run: ["teacher", "metrics.csv", "curves.png", "config.yaml", "prepared.json"]
+    }
     if (teacher_run / "teacher").is_dir():
-        steps.run("student", [py, "-m", "ov3d_training.cli", "distill", "--config", str(STUDENT_RECIPE), "--teacher",
-                              str(teacher_run), "--data", str(work / "scenes"), "--out", str(student_run),
-                              "--set", f"trainer.max_minutes={minutes['student']}", *common],
-                  timeout=minutes["student"] * 60 + args.part_overhead_s)  # fmt: skip
+        steps.run(
+            "student",
+            [
+                py,
+                "-m",
+                "ov3d_training.cli",
+                "distill",
+                "--config",
+                str(STUDENT_RECIPE),
+                "--teacher",
+                str(teacher_run),
+                "--data",
+                str(work / "scenes"),
+                "--out",
+                str(student_run),
+                "--set",
+                f"trainer.max_minutes={minutes['student']}",
+                *common,
+            ],
+            timeout=minutes["student"] * 60 + args.part_overhead_s,
+        )
         result["student"] = {**_train_summary(student_run), "minutes": minutes["student"]}
         runs[student_run] = ["student", "best", "metrics.csv", "curves.png", "config.yaml", "teacher.yaml"]
     result["archive"] = _archive_sprint(runs, out)
@@ -467,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=REPO / "gpu_payload")
     p.add_argument("--train-data", nargs="*", default=[], help="training inputs for the sprint (as ov3d-train --data)")
     p.add_argument("--shared", type=Path, default=SHARED, help="the shared folder (device/ and data/)")
-    p.add_argument("--recipe", type=Path, default=TEACHER_RECIPE, help="teacher recipe whose scene settings prepare the scenes")
+    p.add_argument(
+        "--recipe", type=Path, default=TEACHER_RECIPE, help="teacher recipe whose scene settings prepare the scenes"
+    )
     s = sub.add_parser("size", help="checkout + payload against the 64 MiB a call may carry")
     s.add_argument("--payload", type=Path, default=REPO / "gpu_payload")
     r = sub.add_parser("run", help="the check (and with --train the sprint); scripts/gpu_check.sh calls this")
@@ -478,15 +602,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--teacher-minutes", type=float, default=4.0)
     r.add_argument("--student-minutes", type=float, default=3.0)
     r.add_argument("--workers", type=int, default=6, help="data-loader workers for the sprint")
-    r.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE", help="extra recipe override for both trainers")
+    r.add_argument(
+        "--train-set", action="append", default=[], metavar="KEY=VALUE", help="extra recipe override for both trainers"
+    )
     r.add_argument("--work", type=Path, default=None, help="sprint work folder (default: a temporary one)")
-    r.add_argument("--part-overhead-s", type=float, default=180, help="time each sprint part may take beyond its budget")
+    r.add_argument(
+        "--part-overhead-s", type=float, default=180, help="time each sprint part may take beyond its budget"
+    )
     r.add_argument("--bench-repeats", type=int, default=5)
     r.add_argument("--tests-timeout", type=float, default=240)
     r.add_argument("--bench-timeout", type=float, default=180)
     r.add_argument("--skip-tests", action="store_true")
     r.add_argument("--skip-bench", action="store_true")
-    r.add_argument("--no-block-imports", action="store_true", help="dry run: do not hide the packages the GPU image lacks")
+    r.add_argument(
+        "--no-block-imports", action="store_true", help="dry run: do not hide the packages the GPU image lacks"
+    )
     u = sub.add_parser("unpack-scenes", help="packed scenes -> npz scans + sidecars (ordinary --data)")
     u.add_argument("pack", type=Path)
     u.add_argument("folder", type=Path)

@@ -14,6 +14,7 @@ transport and are serialised and deserialised as between processes): a client pu
 The network has random weights (a plumbing checkpoint): the numbers are timings only. Run it
 on the machine you care about; a GPU shrinks processing and so raises the overhead share.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,10 +22,10 @@ import statistics
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ov3d_ros.checkout import shared_data
 
 TARGET_SHARE = 0.15
@@ -42,15 +43,19 @@ def _bench_scan(num_points: int, seed: int = 0):
         data = np.load(npz)
         xyz, rgb = data["xyz"], data["rgb"]
         copies = -(-num_points // len(xyz))
-        points = np.concatenate([xyz + [9.0 * i, 0.0, 0.0] for i in range(copies)])[:num_points]
+        points = np.concatenate([[*xyz, 9.0 * i, 0.0, 0.0] for i in range(copies)])[:num_points]
         colors = np.tile(rgb, (copies, 1))[:num_points]
         return Scan(points=points, colors=colors, frame_id="map"), "scannet scene0000_00 (tiled)"
     u = rng.random((num_points, 2)).astype(np.float32)
     side = rng.integers(0, 3, num_points)
     points = np.where(
-        (side == 0)[:, None], np.c_[u * 8.0, np.zeros(num_points)],  # floor
-        np.where((side == 1)[:, None], np.c_[u[:, 0] * 8.0, np.zeros(num_points), u[:, 1] * 2.5],  # wall
-                 np.c_[2 + u[:, 0], 3 + u[:, 1], rng.random(num_points) * 0.8]),  # a box
+        (side == 0)[:, None],
+        np.c_[u * 8.0, np.zeros(num_points)],  # floor
+        np.where(
+            (side == 1)[:, None],
+            np.c_[u[:, 0] * 8.0, np.zeros(num_points), u[:, 1] * 2.5],  # wall
+            np.c_[2 + u[:, 0], 3 + u[:, 1], rng.random(num_points) * 0.8],
+        ),  # a box
     ).astype(np.float32)
     colors = rng.integers(0, 256, (num_points, 3), dtype=np.uint8)
     return Scan(points=points, colors=colors, frame_id="map"), "synthetic room"
@@ -81,8 +86,13 @@ def _median_ms(fn, repeats: int) -> float:
     return statistics.median(out)
 
 
-def run(num_points: int = 100_000, repeats: int = 5, device: str = "auto", queries: str = "chair; table; sofa",
-        timeout_s: float = 300.0) -> dict[str, Any]:
+def run(
+    num_points: int = 100_000,
+    repeats: int = 5,
+    device: str = "auto",
+    queries: str = "chair; table; sofa",
+    timeout_s: float = 300.0,
+) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -100,9 +110,14 @@ def run(num_points: int = 100_000, repeats: int = 5, device: str = "auto", queri
     node_ctx, client_ctx = rclpy.Context(), rclpy.Context()
     rclpy.init(context=node_ctx, domain_id=domain)
     rclpy.init(context=client_ctx, domain_id=domain)
-    node = SegmentNode(segmenter=segmenter, context=node_ctx, parameter_overrides=[
-        Parameter("queries", value=queries), Parameter("max_points", value=max(num_points, 1000)),
-    ])
+    node = SegmentNode(
+        segmenter=segmenter,
+        context=node_ctx,
+        parameter_overrides=[
+            Parameter("queries", value=queries),
+            Parameter("max_points", value=max(num_points, 1000)),
+        ],
+    )
     node_exec = SingleThreadedExecutor(context=node_ctx)
     node_exec.add_node(node)
     spinner = threading.Thread(target=node_exec.spin, daemon=True)
@@ -113,8 +128,9 @@ def run(num_points: int = 100_000, repeats: int = 5, device: str = "auto", queri
     arrivals: list[tuple[float, Any]] = []
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
     pub = client.create_publisher(PointCloud2, "/segment_node/cloud", qos)
-    client.create_subscription(PointCloud2, "/segment_node/labeled_cloud",
-                               lambda m: arrivals.append((time.perf_counter(), m)), qos)
+    client.create_subscription(
+        PointCloud2, "/segment_node/labeled_cloud", lambda m: arrivals.append((time.perf_counter(), m)), qos
+    )
     types = rclpy_message_types()
     try:
         deadline = time.monotonic() + 30.0
@@ -143,10 +159,10 @@ def run(num_points: int = 100_000, repeats: int = 5, device: str = "auto", queri
             publish_ms.append((sent - start) * 1e3)
             decode_ms.append(timings["decode"] * 1e3)
             encode_ms.append(timings["encode_publish"] * 1e3)
-        labelled = arrivals[0][1]
-        in_bytes, out_bytes = serialize_message(msg), serialize_message(labelled)
+        labeled = arrivals[0][1]
+        in_bytes, out_bytes = serialize_message(msg), serialize_message(labeled)
         ser_in = _median_ms(lambda: serialize_message(msg), repeats)
-        ser_out = _median_ms(lambda: serialize_message(labelled), repeats)
+        ser_out = _median_ms(lambda: serialize_message(labeled), repeats)
         de_in = _median_ms(lambda: deserialize_message(in_bytes, PointCloud2), repeats)
         de_out = _median_ms(lambda: deserialize_message(out_bytes, PointCloud2), repeats)
     finally:
@@ -158,7 +174,7 @@ def run(num_points: int = 100_000, repeats: int = 5, device: str = "auto", queri
         client_ctx.try_shutdown()
     rt, proc = statistics.median(round_trips), statistics.median(processing)
     overhead = rt - proc
-    serialisation = ser_in + ser_out + de_in + de_out
+    serialization = ser_in + ser_out + de_in + de_out
     return {
         "num_points": num_points,
         "cloud": source,
@@ -178,7 +194,7 @@ def run(num_points: int = 100_000, repeats: int = 5, device: str = "auto", queri
         "deserialize_input_ms": round(de_in, 2),
         "serialize_output_ms": round(ser_out, 2),
         "deserialize_output_ms": round(de_out, 2),
-        "serialisation_share": round(serialisation / proc, 4),
+        "serialization_share": round(serialization / proc, 4),
         "target_share": TARGET_SHARE,
         "meets_target": bool(overhead / proc <= TARGET_SHARE),
     }

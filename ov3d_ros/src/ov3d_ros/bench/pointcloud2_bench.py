@@ -8,11 +8,13 @@
 Both run on rclpy's message class when importable (what the node handles), else on the plain
 dataclass; the result says which. Target on the 2-core CI machine: <= 20 ms each.
 """
+
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -14,6 +14,7 @@ text encoder other than the one recorded.
 ``trained: false`` marks random-init plumbing checkpoints (tests, benchmarks); the Segmenter
 refuses them unless asked explicitly, so random weights are never presented as a model.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,11 +65,11 @@ class TextSpace:
         return {"id": self.encoder_id, "dim": self.dim, "templates": list(self.templates)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TextSpace":
+    def from_dict(cls, data: dict) -> TextSpace:
         return cls(str(data["id"]), int(data["dim"]), tuple(data.get("templates") or ("{}",)))
 
     @classmethod
-    def of(cls, encoder: TextEncoder) -> "TextSpace":
+    def of(cls, encoder: TextEncoder) -> TextSpace:
         return cls(encoder.encoder_id, int(encoder.dim), tuple(getattr(encoder, "templates", ("{}",))))
 
 
@@ -123,7 +124,7 @@ class CheckpointMetadata:
         }
 
     @classmethod
-    def from_json_dict(cls, data: dict) -> "CheckpointMetadata":
+    def from_json_dict(cls, data: dict) -> CheckpointMetadata:
         return cls(
             architecture=StudentConfig.from_dict(data["architecture"]),
             text_space=TextSpace.from_dict(data["text_encoder"]),
@@ -148,7 +149,9 @@ def _ggp_or_none(value: Any) -> dict[str, Any] | None:
     try:
         _ggp_config_of(value)
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"model.json 'ggp' must hold a valid k, tau and iterations, got {value!r} ({exc})") from exc
+        raise CheckpointError(
+            f"model.json 'ggp' must hold a valid k, tau and iterations, got {value!r} ({exc})"
+        ) from exc
     return dict(value)
 
 
@@ -161,7 +164,9 @@ def _query_or_none(value: Any) -> dict[str, Any] | None:
     try:
         QueryRule.from_record(value)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"model.json 'query' must hold a valid exclude, alias and margin, got {value!r} ({exc})") from exc
+        raise CheckpointError(
+            f"model.json 'query' must hold a valid exclude, alias and margin, got {value!r} ({exc})"
+        ) from exc
     return dict(value)
 
 
@@ -183,8 +188,10 @@ def save_checkpoint(path: str | Path, model: StudentNet, metadata: CheckpointMet
     if asdict(metadata.architecture) != asdict(model.config):
         raise CheckpointError("metadata.architecture differs from the model's own StudentConfig")
     _validate_semantics(metadata, directory)
-    tensors = {name: t.detach().to("cpu", torch.float32 if t.is_floating_point() else t.dtype).contiguous()
-               for name, t in model.state_dict().items()}  # fmt: skip
+    tensors = {
+        name: t.detach().to("cpu", torch.float32 if t.is_floating_point() else t.dtype).contiguous()
+        for name, t in model.state_dict().items()
+    }
     weights_tmp = _temp_path(directory, WEIGHTS_FILE)
     json_tmp = _temp_path(directory, METADATA_FILE)
     try:
@@ -277,7 +284,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             f"{weights}: tensors do not match the architecture in {METADATA_FILE}: "
             f"missing {_few(missing)}, unexpected {_few(unexpected)}"
         )
-    wrong = [f"{n} {tuple(tensors[n].shape)} != {tuple(t.shape)}" for n, t in expected.items() if tensors[n].shape != t.shape]
+    wrong = [
+        f"{n} {tuple(tensors[n].shape)} != {tuple(t.shape)}" for n, t in expected.items() if tensors[n].shape != t.shape
+    ]
     if wrong:
         raise CheckpointError(f"{weights}: tensor shapes do not match the architecture: {_few(wrong)}")
     bad = [n for n, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
@@ -351,7 +360,9 @@ def _read_json(directory: Path) -> dict:
     """model.json as a JSON object (not yet validated)."""
     meta_path = directory / METADATA_FILE
     if not meta_path.is_file():
-        raise CheckpointError(f"{directory}: {METADATA_FILE} is missing; a checkpoint needs {METADATA_FILE} and {WEIGHTS_FILE}")
+        raise CheckpointError(
+            f"{directory}: {METADATA_FILE} is missing; a checkpoint needs {METADATA_FILE} and {WEIGHTS_FILE}"
+        )
     try:
         data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -18,6 +18,7 @@ Missing colour (a depth-only cloud) becomes mid-grey 0 with a :class:`MissingInp
 network still runs, but the caller learns its answers are degraded. Missing normals for a set
 that needs them is an error: guessing normals silently would hide a wrong pipeline.
 """
+
 from __future__ import annotations
 
 import warnings

@@ -3,6 +3,7 @@
 The embedding stands in for the learned affinity head where there is none: in tests, in the
 "plain geometric" pooling baseline of the reports, and in the benchmarks' inputs.
 """
+
 from __future__ import annotations
 
 import numpy as np

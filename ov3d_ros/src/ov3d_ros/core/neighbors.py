@@ -38,6 +38,7 @@ input's array type (numpy in -> numpy out, torch in -> torch on the same device 
 voxel itself, the library's default; GeoPurify's code leaves it out, see ``GGPConfig.include_self``). When fewer than k other points exist, k is clamped: the result
 has ``min(k, V)`` columns (``min(k, V - 1)`` without self) -- tiny clouds never raise.
 """
+
 from __future__ import annotations
 
 import math
@@ -163,13 +164,21 @@ def grid_neighbors(coords: np.ndarray, radius_cells: int = 1, connectivity: int 
 
 
 # ----------------------------------------------------------------------------------- internals
+def tensor_knn(knn: KNN) -> tuple[torch.Tensor, torch.Tensor]:
+    """A search's indices and distances as tensors (no copy: numpy arrays are shared)."""
+    return torch.as_tensor(knn.indices), torch.as_tensor(knn.distances)
+
+
 def _as_output(result: KNN, is_numpy: bool) -> KNN:
     if is_numpy:
-        return KNN(result.indices.cpu().numpy(), result.distances.cpu().numpy())
+        indices, distances = tensor_knn(result)
+        return KNN(indices.cpu().numpy(), distances.cpu().numpy())
     return result
 
 
-def _self_first(idx: torch.Tensor, dist: torch.Tensor, k_out: int, include_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _self_first(
+    idx: torch.Tensor, dist: torch.Tensor, k_out: int, include_self: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop each row's own index (or its last column if self is missing), then re-insert self first."""
     total, width = idx.shape
     rows = torch.arange(total, device=idx.device)
@@ -228,7 +237,7 @@ def _estimate_spacing(pos: torch.Tensor, sample: int = 1024) -> float:
 def _offsets_within(radius: float, device: torch.device) -> torch.Tensor:
     """Cell offsets o whose cell can hold a point closer than ``radius`` cells to any point of
     the centre cell: sum_i max(|o_i| - 1, 0)^2 < radius^2. Excluded cells are provably farther."""
-    reach = int(math.ceil(radius))
+    reach = math.ceil(radius)
     axis = torch.arange(-reach, reach + 1, device=device)
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
     gap = (grid.abs() - 1).clamp(min=0)
@@ -268,7 +277,9 @@ def _grid_knn(pos: torch.Tensor, k: int, cell_size: float) -> tuple[torch.Tensor
         failed = []
         for begin in range(0, len(pending), chunk):
             query = pending[begin : begin + chunk]
-            idx, d2 = _grid_candidates(pos, query, keys[query][:, None] + offset_keys, cell_keys, cell_start, cell_count, perm)
+            idx, d2 = _grid_candidates(
+                pos, query, keys[query][:, None] + offset_keys, cell_keys, cell_start, cell_count, perm
+            )
             take = min(k, d2.shape[1])
             # nearest first, ties to the lower index (module doc)
             _, where = torch.topk(_tie_key(d2, tie, idx, total), take, dim=1, largest=False, sorted=True)

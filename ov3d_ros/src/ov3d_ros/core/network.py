@@ -8,11 +8,13 @@ CPU vs CUDA: spconv's implicit-GEMM kernels exist only on CUDA; on CPU tensors t
 algorithm is required. Weights are stored in one layout (KRSC) whatever the algorithm, so
 ``set_conv_algorithm`` can switch a built model between devices without touching its weights.
 """
+
 from __future__ import annotations
 
 import logging
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -34,7 +36,10 @@ AFFINITY_DIM = 128
 
 
 # --------------------------------------------------------------------------------------- plumbing
-def set_conv_algorithm(model: nn.Module, device: torch.device | str) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def set_conv_algorithm(model: ModuleT, device: torch.device | str) -> ModuleT:
     """Native on CPU (the only one spconv has there), implicit GEMM on CUDA."""
     algo = ConvAlgo.MaskImplicitGemm if torch.device(device).type == "cuda" else ConvAlgo.Native
     for module in model.modules():
@@ -153,7 +158,9 @@ class SparseUNet(nn.Module):
                 )
             )
             blocks = [ResidualBlock(2 * c[level - 1], c[level - 1], f"subm{level - 1}")]
-            blocks += [ResidualBlock(c[level - 1], c[level - 1], f"subm{level - 1}") for _ in range(config.decoder_blocks - 1)]
+            blocks += [
+                ResidualBlock(c[level - 1], c[level - 1], f"subm{level - 1}") for _ in range(config.decoder_blocks - 1)
+            ]
             self.decoders.append(spconv.SparseSequential(*blocks))
         self.out_channels = c[0]
 
@@ -258,7 +265,7 @@ class StudentConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StudentConfig":
+    def from_dict(cls, data: dict) -> StudentConfig:
         data = dict(data)
         backbone = UNetConfig(**data.pop("backbone"))
         data.setdefault("semantic_rank", None)  # configs written before the field: full-rank heads
@@ -276,9 +283,7 @@ class StudentNet(nn.Module):
         self.semantic_head = ProjectionHead(width, config.head_hidden, config.semantic_dim, rank=config.semantic_rank)
         self.affinity_head = ProjectionHead(width, config.head_hidden, config.affinity_dim)
 
-    def forward(
-        self, x: spconv.SparseConvTensor, semantic: bool = True
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(self, x: spconv.SparseConvTensor, semantic: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
         """-> semantic (V, semantic_dim) in text space (unnormalised), affinity (V, 128) unit vectors.
 
         ``semantic=False`` skips the semantic head (returns None for it): when a cloud brings its

@@ -13,6 +13,7 @@ rotated frame. Orientation is a quaternion (x, y, z, w).
 Box extents come from the object's points when ``points`` is given; otherwise from the cells
 of its voxels, which is conservative (at most one voxel larger than the points' box).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -165,7 +166,7 @@ def extract_objects(
     if points is not None:
         sample_xyz, sample_id = points, new_id[point_component]
     else:
-        corners = np.array([[i, j, l] for i in (0, 1) for j in (0, 1) for l in (0, 1)], dtype=np.float64)
+        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=np.float64)
         lower = voxels.origin.astype(np.float64) + voxels.coords.astype(np.float64) * voxels.voxel_size
         sample_xyz = (lower[:, None, :] + corners[None] * voxels.voxel_size).reshape(-1, 3)
         sample_id = np.repeat(instance, 8)

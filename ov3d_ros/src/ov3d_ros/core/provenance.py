@@ -1,4 +1,5 @@
 """Where an artefact came from: content hashes of files and the git commit of the code."""
+
 from __future__ import annotations
 
 import hashlib

@@ -77,6 +77,7 @@ the names it removes, and the competition's max and log-sum-exp follow exactly (
 up to float cancellation, bounded below by the best remaining name). Tested against deciding
 over all ~300 explicit columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -116,17 +117,23 @@ class QueryRule:
             raise ValueError(f"margin must lie in [-1, 1] (cosine units), got {self.margin}")
 
     def record(self) -> dict:
-        return {"exclude": float(self.exclude), "alias": None if self.alias is None else float(self.alias),
-                "margin": float(self.margin)}  # fmt: skip
+        return {
+            "exclude": float(self.exclude),
+            "alias": None if self.alias is None else float(self.alias),
+            "margin": float(self.margin),
+        }
 
     @classmethod
-    def from_record(cls, record: dict) -> "QueryRule":
+    def from_record(cls, record: dict) -> QueryRule:
         """From model.json's ``query`` (extra keys, e.g. ``calibration``, are ignored)."""
         if not isinstance(record, dict):
             raise ValueError(f"a query rule is a mapping with exclude / alias / margin, got {record!r}")
         alias = record.get("alias", cls.alias)
-        return cls(exclude=float(record.get("exclude", cls.exclude)), alias=None if alias is None else float(alias),
-                   margin=float(record.get("margin", cls.margin)))  # fmt: skip
+        return cls(
+            exclude=float(record.get("exclude", cls.exclude)),
+            alias=None if alias is None else float(alias),
+            margin=float(record.get("margin", cls.margin)),
+        )
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ def cosine_logits(unit_features: torch.Tensor, text: torch.Tensor) -> torch.Tens
     return (unit_features @ text.T).float()
 
 
-def normalise_features(features: torch.Tensor) -> torch.Tensor:
+def normalize_features(features: torch.Tensor) -> torch.Tensor:
     """Rows to unit length (zero rows stay zero), in the input dtype."""
     return F.normalize(features, dim=1)
 
@@ -182,7 +189,7 @@ class DenseSemantic:
     def logits(self, text: torch.Tensor) -> torch.Tensor:
         return cosine_logits(self.unit_features, text)
 
-    def rows(self, index: torch.Tensor) -> "DenseSemantic":
+    def rows(self, index: torch.Tensor) -> DenseSemantic:
         """The field of the voxels ``index`` only (same logits for them)."""
         return DenseSemantic(self.unit_features[index])
 
@@ -194,14 +201,16 @@ class DenseSemantic:
         """(D,) float32 mean of the unit features over the voxels."""
         return self.unit_features.float().mean(dim=0)
 
-    def centered(self, alpha: float) -> "DenseSemantic":
+    def centered(self, alpha: float) -> DenseSemantic:
         """The field with ``alpha`` times the voxels' mean feature removed, rows re-normalised
         (module doc); alpha = 0 or an empty field: itself."""
         if alpha == 0 or self.num_voxels == 0:
             return self
         unit = self.unit_features.float()
-        shifted = (unit - float(alpha) * self.mean()[None, :]) * (unit.norm(dim=1, keepdim=True) > 0)  # zero rows stay zero
-        return DenseSemantic(normalise_features(shifted).to(self.unit_features.dtype))
+        shifted = (unit - float(alpha) * self.mean()[None, :]) * (
+            unit.norm(dim=1, keepdim=True) > 0
+        )  # zero rows stay zero
+        return DenseSemantic(normalize_features(shifted).to(self.unit_features.dtype))
 
 
 @dataclass
@@ -224,13 +233,13 @@ class LowRankSemantic:
     inv_norm: torch.Tensor  # (V,) 1 / |s_i| (0 where s_i = 0)
 
     @classmethod
-    def from_linear(cls, hidden: torch.Tensor, layer: torch.nn.Linear) -> "LowRankSemantic":
+    def from_linear(cls, hidden: torch.Tensor, layer: torch.nn.Linear) -> LowRankSemantic:
         weight = layer.weight.detach().float()
         bias = layer.bias.detach().float() if layer.bias is not None else weight.new_zeros(weight.shape[0])
         return cls.from_factors(hidden, weight, bias)
 
     @classmethod
-    def from_factors(cls, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> "LowRankSemantic":
+    def from_factors(cls, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> LowRankSemantic:
         """The unit field normalise(hidden @ weight.T + bias): (V, H), (D, H), (D,)."""
         hidden, weight, bias = hidden.float(), weight.float(), bias.float()
         # the quadratic form in float64: its terms can be much larger than the norm they sum to
@@ -259,7 +268,7 @@ class LowRankSemantic:
     def rank(self) -> int:
         return self.hidden.shape[1]
 
-    def rows(self, index: torch.Tensor) -> "LowRankSemantic":
+    def rows(self, index: torch.Tensor) -> LowRankSemantic:
         """The field of the voxels ``index`` only (same logits for them)."""
         return LowRankSemantic(self.hidden[index], self.weight, self.bias, self.inv_norm[index])
 
@@ -271,7 +280,7 @@ class LowRankSemantic:
         """(D,) float32 mean unit feature, from the factors: weight mean(inv_norm h) + mean(inv_norm) bias."""
         return self.weight @ (self.hidden * self.inv_norm[:, None]).mean(dim=0) + self.inv_norm.mean() * self.bias
 
-    def centered(self, alpha: float) -> "LowRankSemantic":
+    def centered(self, alpha: float) -> LowRankSemantic:
         """The field with ``alpha`` times the voxels' mean feature removed, re-normalised (module
         doc), still factored: s_i - alpha mu = inv_norm_i (weight h_i + bias - alpha |s~_i| mu), so
         hidden gains the channel alpha |s~_i| (|s~_i| = 1 / inv_norm_i, the unnormalised output's
@@ -284,7 +293,7 @@ class LowRankSemantic:
         weight = torch.cat([self.weight, -mu[:, None]], dim=1)
         return LowRankSemantic.from_factors(hidden, weight, self.bias)
 
-    def pooled(self, pool) -> "PooledLowRank":
+    def pooled(self, pool) -> PooledLowRank:
         """GGP of this field once, for every future query (``pool``: (V, C) -> (V, C)).
 
         The unit features are s_i = inv_norm_i * (weight h_i + bias), so by linearity
@@ -322,7 +331,7 @@ class PooledLowRank:
         text = text.to(device=self.basis.device, dtype=torch.float32)
         return torch.addmm(self.scale[:, None] * (text @ self.bias)[None, :], self.basis, (text @ self.weight).T)
 
-    def rows(self, index: torch.Tensor) -> "PooledLowRank":
+    def rows(self, index: torch.Tensor) -> PooledLowRank:
         """The pooled field of the voxels ``index`` only (same logits for them)."""
         return PooledLowRank(self.basis[index], self.scale[index], self.weight, self.bias)
 
@@ -462,5 +471,5 @@ def score_features(
     Using the pooled features as they are (not re-normalised) keeps the scores equal to the logit
     path's; the labels would be equal either way (argmax ignores a row's norm).
     """
-    logits = (pooled_features.float() @ text.to(pooled_features.device).float().T)
+    logits = pooled_features.float() @ text.to(pooled_features.device).float().T
     return decide(logits, candidates.num_positives, temperature, threshold)

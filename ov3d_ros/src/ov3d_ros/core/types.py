@@ -1,6 +1,8 @@
 """Typed results at the seam between the inference core and its callers (node, eval, bench)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +43,7 @@ class QuerySet:
         return self.background if self.vocabulary is None else bool(self.vocabulary)
 
     @classmethod
-    def parse(cls, text: str, negatives: str | list[str] = (), **kwargs) -> "QuerySet":
+    def parse(cls, text: str, negatives: str | Sequence[str] = (), **kwargs) -> QuerySet:
         """'red mug; trash can' -> QuerySet(('red mug', 'trash can')). Raises QueryError."""
         positives = tuple(_split(text))
         negs = tuple(_split(negatives)) if isinstance(negatives, str) else tuple(negatives)

@@ -11,14 +11,15 @@
   voxel and the log-sum-exp over all names), from which the competition of any query follows
   without computing the ~300 columns again (module doc of ``core/query.py``, "Cost").
 """
+
 from __future__ import annotations
 
 import hashlib
 import threading
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def read_vocabulary(path: str | Path = DEFAULT_VOCABULARY) -> tuple[str, ...]:
     return tuple(names)
 
 
-_MEMO: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+_MEMO: weakref.WeakKeyDictionary[object, dict] = weakref.WeakKeyDictionary()
 _MEMO_LOCK = threading.Lock()
 
 
@@ -106,7 +107,9 @@ class VocabularySplit:
     aliases: tuple[str, ...]
 
 
-def split_vocabulary(vocabulary: Vocabulary, positive_text: torch.Tensor, rule, taken: Iterable[str] = ()) -> VocabularySplit:
+def split_vocabulary(
+    vocabulary: Vocabulary, positive_text: torch.Tensor, rule, taken: Iterable[str] = ()
+) -> VocabularySplit:
     """Split the vocabulary for one query by text cosine to its positives (``rule``: a QueryRule).
 
     positive_text: (P, D) unit embeddings of the positives. ``taken``: the query's other candidate

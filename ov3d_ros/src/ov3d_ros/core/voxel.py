@@ -26,6 +26,7 @@ keeps support everywhere in the scene. The maps stay valid:
 * ``kept_points`` lists the points whose own voxel was kept -- the points that the per-voxel
   means (and ``counts``) are made of; it is ``None`` when nothing was dropped.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -212,7 +213,7 @@ def _apply_cap(voxels: Voxels, points: np.ndarray, max_voxels: int) -> Voxels:
         VoxelCapWarning,
         stacklevel=3,
     )
-    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    pick = lambda a: None if a is None else a[keep]
     return Voxels(
         coords=voxels.coords[keep],
         point_to_voxel=point_to_voxel,

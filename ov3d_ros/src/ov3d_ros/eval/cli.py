@@ -6,7 +6,7 @@
 Prints one JSON object. Top level: the *dataset*'s metrics -- from the confusion matrices summed
 over all scans (the ScanNet benchmark way; one scan: that scan's) -- miou, macc, fmiou, fmacc
 (percent, GGP on), miou_raw, macc_raw, fmiou_raw, fmacc_raw (GGP off), per_class_iou (percent, GGP
-on; null = class absent), classes_present, points, labelled_points, voxels, seconds (process + one
+on; null = class absent), classes_present, points, labeled_points, voxels, seconds (process + one
 20-class query, summed); ``dataset`` holds the same again, ``scenes`` each scan's own result (with
 its ``scene`` path and ``process_timings``), plus provenance (checkpoint, device, weights).
 Closed set: the class names are the queries with no background candidates and no vocabulary
@@ -26,6 +26,7 @@ named OUT_<scan>.png when there are several).
 Exit status: 0 on success, 2 when a scene, the model or an option cannot be used (the message says
 why; with ``--json`` it is also printed as ``{"error": ...}``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,13 @@ import numpy as np
 
 from ov3d_ros.core.checkpoint import CheckpointError
 from ov3d_ros.core.query import QueryRule
-from ov3d_ros.core.segmenter import DeviceUnavailableError, InputFeatureError, Segmenter, SegmenterConfig
+from ov3d_ros.core.segmenter import DeviceUnavailableError, InputFeatureError, Segmenter
 from ov3d_ros.core.text import TextEncoderError
 from ov3d_ros.core.vocabulary import VocabularyError
 from ov3d_ros.eval.closed import closed_metrics, closed_scene, predict  # noqa: F401 - predict: public API
 from ov3d_ros.eval.metrics import restrict_classes
 from ov3d_ros.eval.scannet20 import CLASS_COLORS, CLASS_SETS, FOREGROUND_EXCLUDED, nyu40_to_class_index
-from ov3d_ros.eval.single import SingleCounts, node_default_query, single_metrics, single_scene
+from ov3d_ros.eval.single import node_default_query, single_metrics, single_scene
 from ov3d_ros.eval.synonyms import SynonymsError, load_synonyms, query_names
 from ov3d_ros.io.errors import CloudFormatError
 from ov3d_ros.io.files import SUFFIXES
@@ -82,7 +83,10 @@ def scene_truth(scan, class_set: str = "scannet20") -> np.ndarray:
 
 
 def evaluate_scene(
-    segmenter: Segmenter, scan, class_set: str = "scannet20", excluded: tuple[str, ...] = FOREGROUND_EXCLUDED,
+    segmenter: Segmenter,
+    scan,
+    class_set: str = "scannet20",
+    excluded: tuple[str, ...] = FOREGROUND_EXCLUDED,
     names_for: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Closed-set evaluation of one scan (all / foreground classes x GGP on / off).
@@ -99,21 +103,33 @@ def evaluate_scene(
     seconds = time.perf_counter() - start  # process + the four closed-set queries
     result = {
         **closed_metrics(confusions, class_names, fg_names),
-        "points": int(len(scan)),
+        "points": len(scan),
         "voxels": processed.num_voxels,
         "ggp": {**segmenter.config.ggp.record(), "calibrated": segmenter.ggp_calibrated},
         "seconds": round(seconds, 3),
         "process_timings": {k: round(v, 4) for k, v in processed.timings.items()},
     }
-    arrays = {"gt": gt, "pred": pred, "class_names": np.array(class_names), "confusions": confusions,
-              "processed": processed}  # fmt: skip
+    arrays = {
+        "gt": gt,
+        "pred": pred,
+        "class_names": np.array(class_names),
+        "confusions": confusions,
+        "processed": processed,
+    }
     return result, arrays
 
 
 def evaluate_dataset(
-    segmenter: Segmenter, scenes: list[tuple[str, Any]], class_set: str = "scannet20", *, mode: str = "closed",
-    synonyms: dict[str, tuple[str, ...]] | None = None, vocabulary: bool | None = None,
-    excluded: tuple[str, ...] = FOREGROUND_EXCLUDED, keep_arrays: bool = False, rule: QueryRule | None = None,
+    segmenter: Segmenter,
+    scenes: list[tuple[str, Any]],
+    class_set: str = "scannet20",
+    *,
+    mode: str = "closed",
+    synonyms: dict[str, tuple[str, ...]] | None = None,
+    vocabulary: bool | None = None,
+    excluded: tuple[str, ...] = FOREGROUND_EXCLUDED,
+    keep_arrays: bool = False,
+    rule: QueryRule | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Evaluate (name, Scan) pairs: each scan's result and the dataset's from the summed counts
     (module doc). Returns (dataset result with ``scenes``, per-scan arrays when ``keep_arrays``).
@@ -134,13 +150,19 @@ def evaluate_dataset(
     for (name, scan), gt in zip(scenes, truths):
         result, arrays = evaluate_scene(segmenter, scan, class_set, excluded, names_for)
         result = {"scene": str(name), **result}
-        confusions = arrays["confusions"] if confusions is None else {k: confusions[k] + v for k, v in arrays["confusions"].items()}
+        confusions = (
+            arrays["confusions"]
+            if confusions is None
+            else {k: confusions[k] + v for k, v in arrays["confusions"].items()}
+        )
         if mode == "single":
-            scene_counts = single_scene(segmenter, arrays["processed"], gt, class_names, present, names_for, vocabulary,
-                                        rule)  # fmt: skip
+            scene_counts = single_scene(
+                segmenter, arrays["processed"], gt, class_names, present, names_for, vocabulary, rule
+            )
             counts = scene_counts if counts is None else counts + scene_counts
-            result["single"] = single_metrics(scene_counts, tuple(result["classes_present"]), excluded,
-                                              result["per_class_iou"])  # fmt: skip
+            result["single"] = single_metrics(
+                scene_counts, tuple(result["classes_present"]), excluded, result["per_class_iou"]
+            )
         arrays.pop("processed")
         results.append(result)
         kept.append(arrays if keep_arrays else {})
@@ -168,15 +190,24 @@ def decision_record(segmenter: Segmenter, vocabulary: bool | None, rule: QueryRu
     segmenter's --, the vocabulary)."""
     rule = segmenter.config.query_rule if rule is None else rule
     example = node_default_query("x", vocabulary)
-    record = {"negatives": list(example.negatives), "background": example.background,
-              "vocabulary": example.uses_vocabulary}  # fmt: skip
+    record = {
+        "negatives": list(example.negatives),
+        "background": example.background,
+        "vocabulary": example.uses_vocabulary,
+    }
     if example.uses_vocabulary:
-        record.update(rule=rule.record(), rule_calibrated=segmenter.rule_is_calibrated(rule),
-                      vocabulary_file=segmenter.vocabulary.source, vocabulary_names=len(segmenter.vocabulary))  # fmt: skip
+        record.update(
+            rule=rule.record(),
+            rule_calibrated=segmenter.rule_is_calibrated(rule),
+            vocabulary_file=segmenter.vocabulary.source,
+            vocabulary_names=len(segmenter.vocabulary),
+        )
     return record
 
 
-def render_comparison(points: np.ndarray, gt: np.ndarray, pred: np.ndarray, class_names, path: str | Path, title: str = "") -> Path:
+def render_comparison(
+    points: np.ndarray, gt: np.ndarray, pred: np.ndarray, class_names, path: str | Path, title: str = ""
+) -> Path:
     """Top-down scatter of ground truth and prediction, side by side, one colour per class."""
     return render_panels(points, [("ground truth", gt), ("prediction", pred)], class_names, path, title)
 
@@ -194,7 +225,7 @@ def render_panels(points: np.ndarray, panels, class_names, path: str | Path, tit
     grey = np.array([0.88, 0.88, 0.88, 1.0])
     order = np.argsort(points[:, 2])  # higher points drawn last, as seen from above
 
-    def colours(ids: np.ndarray) -> np.ndarray:
+    def colors(ids: np.ndarray) -> np.ndarray:
         out = np.tile(grey, (len(ids), 1))
         valid = ids >= 0
         out[valid] = palette[ids[valid]]
@@ -202,7 +233,7 @@ def render_panels(points: np.ndarray, panels, class_names, path: str | Path, tit
 
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 7), constrained_layout=True)
     for ax, (name, ids) in zip(np.atleast_1d(axes), panels):
-        ax.scatter(points[order, 0], points[order, 1], c=colours(ids[order]), s=0.4, linewidths=0)
+        ax.scatter(points[order, 0], points[order, 1], c=colors(ids[order]), s=0.4, linewidths=0)
         ax.set_title(name)
         ax.set_aspect("equal")
         ax.set_xticks([])
@@ -225,19 +256,41 @@ def _rule_value(text: str) -> float | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ov3d-eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scene", required=True, nargs="+",
-                        help="labelled scans (ScanNet npz layout, or scan files with labels) or folders of them")  # fmt: skip
+    parser.add_argument(
+        "--scene",
+        required=True,
+        nargs="+",
+        help="labelled scans (ScanNet npz layout, or scan files with labels) or folders of them",
+    )
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the packaged model)")
     parser.add_argument("--classes", default="scannet20", choices=sorted(CLASS_SETS), help="class set used as queries")
-    parser.add_argument("--mode", default="closed", choices=("closed", "single"),
-                        help="closed: all class names compete (benchmark); single: also each class asked alone")  # fmt: skip
-    parser.add_argument("--synonyms", default=None, metavar="builtin|FILE",
-                        help="ask classes by other names: the built-in table or a YAML/JSON file {class: [names]}")  # fmt: skip
-    parser.add_argument("--vocabulary", default="node", choices=("node", "on", "off"),
-                        help="single mode: the competing vocabulary as the node's default, or forced on / off")  # fmt: skip
-    parser.add_argument("--rule-exclude", type=float, default=None, help="override the model's rule: leave out at cosine >=")
-    parser.add_argument("--rule-alias", type=_rule_value, default=argparse.SUPPRESS,
-                        help="override the model's rule: count as the query at cosine >= (none: never)")  # fmt: skip
+    parser.add_argument(
+        "--mode",
+        default="closed",
+        choices=("closed", "single"),
+        help="closed: all class names compete (benchmark); single: also each class asked alone",
+    )
+    parser.add_argument(
+        "--synonyms",
+        default=None,
+        metavar="builtin|FILE",
+        help="ask classes by other names: the built-in table or a YAML/JSON file {class: [names]}",
+    )
+    parser.add_argument(
+        "--vocabulary",
+        default="node",
+        choices=("node", "on", "off"),
+        help="single mode: the competing vocabulary as the node's default, or forced on / off",
+    )
+    parser.add_argument(
+        "--rule-exclude", type=float, default=None, help="override the model's rule: leave out at cosine >="
+    )
+    parser.add_argument(
+        "--rule-alias",
+        type=_rule_value,
+        default=argparse.SUPPRESS,
+        help="override the model's rule: count as the query at cosine >= (none: never)",
+    )
     parser.add_argument("--rule-margin", type=float, default=None, help="override the model's rule: vocabulary margin")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -250,7 +303,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _rule(args: argparse.Namespace, model_rule: QueryRule) -> QueryRule:
     """The model's one-query rule with the fields ``--rule-*`` give replaced."""
-    changes = {key: value for key, value in (("exclude", args.rule_exclude), ("margin", args.rule_margin)) if value is not None}
+    changes = {
+        key: value for key, value in (("exclude", args.rule_exclude), ("margin", args.rule_margin)) if value is not None
+    }
     if hasattr(args, "rule_alias"):
         changes["alias"] = args.rule_alias
     return replace(model_rule, **changes)
@@ -269,8 +324,16 @@ def main(argv: list[str] | None = None) -> int:
         rule = _rule(args, segmenter.config.query_rule)
         scenes = [(str(path), load_scan(path)) for path in paths]
         load_seconds = time.perf_counter() - load_start
-        result, arrays = evaluate_dataset(segmenter, scenes, args.classes, mode=args.mode, synonyms=synonyms,
-                                          vocabulary=vocabulary, keep_arrays=bool(args.render), rule=rule)  # fmt: skip
+        result, arrays = evaluate_dataset(
+            segmenter,
+            scenes,
+            args.classes,
+            mode=args.mode,
+            synonyms=synonyms,
+            vocabulary=vocabulary,
+            keep_arrays=bool(args.render),
+            rule=rule,
+        )
     except (
         CheckpointError,
         CloudFormatError,
@@ -305,8 +368,13 @@ def main(argv: list[str] | None = None) -> int:
             title = f"{Path(name).stem}: mIoU {scene_result['miou']}% (GGP on)"
             if not segmenter.metadata.trained:
                 title += " -- UNTRAINED weights, plumbing only"
-            renders.append(str(render_comparison(scan.points, scene_arrays["gt"], scene_arrays["pred"],
-                                                 scene_arrays["class_names"], out, title)))  # fmt: skip
+            renders.append(
+                str(
+                    render_comparison(
+                        scan.points, scene_arrays["gt"], scene_arrays["pred"], scene_arrays["class_names"], out, title
+                    )
+                )
+            )
         result["render"] = renders[0] if len(renders) == 1 else renders
     if args.json:
         print(json.dumps(result))
@@ -322,11 +390,15 @@ def _print_text(result: dict[str, Any], segmenter: Segmenter) -> None:
     if len(result["scenes"]) > 1:
         rows += [(r["scene"], r) for r in result["scenes"]]
     for name, r in rows:
-        print(f"{name}: mIoU {r['miou']}  mAcc {r['macc']}  f-mIoU {r['fmiou']}  f-mAcc {r['fmacc']}"
-              f"  (GGP off: mIoU {r['miou_raw']}  f-mIoU {r['fmiou_raw']})  {r['seconds']} s")  # fmt: skip
+        print(
+            f"{name}: mIoU {r['miou']}  mAcc {r['macc']}  f-mIoU {r['fmiou']}  f-mAcc {r['fmacc']}"
+            f"  (GGP off: mIoU {r['miou_raw']}  f-mIoU {r['fmiou_raw']})  {r['seconds']} s"
+        )
         if "single" in r:
-            print(f"  single query: mean IoU {r['single']['miou']}  f-mean {r['single']['fmiou']}"
-                  f"  (closed set, same classes: {r['single'].get('closed_miou_same_classes')})")  # fmt: skip
+            print(
+                f"  single query: mean IoU {r['single']['miou']}  f-mean {r['single']['fmiou']}"
+                f"  (closed set, same classes: {r['single'].get('closed_miou_same_classes')})"
+            )
     single = result.get("single", {}).get("per_class_iou", {})
     for name, iou in result["per_class_iou"].items():
         if iou is not None:

@@ -6,6 +6,7 @@ confusion matrix, so that a dataset's metrics come from the matrices summed over
 are the class names (or the names a synonyms table gives, :mod:`.synonyms`; a point won by any
 of a class's names is that class), with no background candidates and no vocabulary.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,7 +21,10 @@ VARIANTS = ("full", "full_raw", "fg", "fg_raw")  # (class set, pooling): all/for
 
 
 def predict(
-    segmenter: Segmenter, processed: ProcessedCloud, class_names: tuple[str, ...], pooling: bool,
+    segmenter: Segmenter,
+    processed: ProcessedCloud,
+    class_names: tuple[str, ...],
+    pooling: bool,
     names_for: dict[str, tuple[str, ...]] | None = None,
 ) -> np.ndarray:
     """(N,) predicted class index per point (-1 = none), the classes' names as closed-set queries
@@ -35,8 +39,12 @@ def predict(
 
 
 def closed_scene(
-    segmenter: Segmenter, processed: ProcessedCloud, gt: np.ndarray, class_names: tuple[str, ...],
-    excluded: tuple[str, ...], names_for: dict[str, tuple[str, ...]] | None = None,
+    segmenter: Segmenter,
+    processed: ProcessedCloud,
+    gt: np.ndarray,
+    class_names: tuple[str, ...],
+    excluded: tuple[str, ...],
+    names_for: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The four confusion matrices of one scan (:data:`VARIANTS`) and the pooled all-class prediction."""
     fg_gt, fg_names = restrict_classes(gt, class_names, excluded)
@@ -56,7 +64,9 @@ def pct(value) -> float | None:
     return None if value is None or not np.isfinite(value) else round(100.0 * float(value), 2)
 
 
-def closed_metrics(confusions: dict[str, np.ndarray], class_names: tuple[str, ...], fg_names: tuple[str, ...]) -> dict[str, Any]:
+def closed_metrics(
+    confusions: dict[str, np.ndarray], class_names: tuple[str, ...], fg_names: tuple[str, ...]
+) -> dict[str, Any]:
     """miou / macc / fmiou / fmacc (GGP on), the same with ``_raw`` (GGP off), per-class IoU, the
     classes present and the labelled points, from (possibly summed) confusion matrices."""
     full = metrics_from_confusion(confusions["full"], class_names)
@@ -74,5 +84,5 @@ def closed_metrics(confusions: dict[str, np.ndarray], class_names: tuple[str, ..
         "fmacc_raw": pct(fg_raw.macc),
         "per_class_iou": {name: pct(v) for name, v in full.per_class_iou.items()},
         "classes_present": [name for name, v in full.per_class_iou.items() if v is not None],
-        "labelled_points": full.points,
+        "labeled_points": full.points,
     }

@@ -12,6 +12,7 @@ Conventions (OpenScene / GeoPurify):
 Foreground variants (f-mIoU, f-mAcc) are computed by the caller with the excluded classes
 removed from the candidate list *and* their ground-truth points set to IGNORE.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

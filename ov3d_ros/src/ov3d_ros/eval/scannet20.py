@@ -3,6 +3,7 @@
 Every NYU40 id not listed here is ignored in evaluation. ``FOREGROUND_EXCLUDED`` are the classes
 the f-metrics drop from both the candidates and the ground truth (MPEC / RegionPLC protocol).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,10 +50,26 @@ def nyu40_to_class_index(nyu40: np.ndarray) -> np.ndarray:
 
 # ScanNet's own benchmark colours (RGB 0..255), in CLASS_NAMES order, so renders look familiar
 CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
-    (174, 199, 232), (152, 223, 138), (31, 119, 180), (255, 187, 120), (188, 189, 34),
-    (140, 86, 75), (255, 152, 150), (214, 39, 40), (197, 176, 213), (148, 103, 189),
-    (196, 156, 148), (23, 190, 207), (247, 182, 210), (219, 219, 141), (255, 127, 14),
-    (158, 218, 229), (44, 160, 44), (112, 128, 144), (227, 119, 194), (82, 84, 163),
-)  # fmt: skip
+    (174, 199, 232),
+    (152, 223, 138),
+    (31, 119, 180),
+    (255, 187, 120),
+    (188, 189, 34),
+    (140, 86, 75),
+    (255, 152, 150),
+    (214, 39, 40),
+    (197, 176, 213),
+    (148, 103, 189),
+    (196, 156, 148),
+    (23, 190, 207),
+    (247, 182, 210),
+    (219, 219, 141),
+    (255, 127, 14),
+    (158, 218, 229),
+    (44, 160, 44),
+    (112, 128, 144),
+    (227, 119, 194),
+    (82, 84, 163),
+)
 
 CLASS_SETS = {"scannet20": CLASS_NAMES}

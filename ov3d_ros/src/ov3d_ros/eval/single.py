@@ -13,6 +13,7 @@ summed before dividing (dataset level, like the closed-set confusion). Every cla
 the dataset is asked on every scan (answers on scans without it are false positives); a class
 asked by several names (a synonyms table) scores the mean of its names' IoUs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -44,20 +45,25 @@ class SingleCounts:
     intersection: np.ndarray  # (len(names),) int64
     union: np.ndarray
 
-    def __add__(self, other: "SingleCounts") -> "SingleCounts":
+    def __add__(self, other: SingleCounts) -> SingleCounts:
         if (self.names, self.classes) != (other.names, other.classes):
             raise ValueError("single-query counts of different names cannot be summed")
         return SingleCounts(self.names, self.classes, self.intersection + other.intersection, self.union + other.union)
 
 
 def single_scene(
-    segmenter: Segmenter, processed: ProcessedCloud, gt: np.ndarray, class_names: tuple[str, ...],
-    asked: tuple[str, ...], names_for: dict[str, tuple[str, ...]], vocabulary: bool | None = None,
+    segmenter: Segmenter,
+    processed: ProcessedCloud,
+    gt: np.ndarray,
+    class_names: tuple[str, ...],
+    asked: tuple[str, ...],
+    names_for: dict[str, tuple[str, ...]],
+    vocabulary: bool | None = None,
     rule: QueryRule | None = None,
 ) -> SingleCounts:
     """Ask every name of every class in ``asked`` alone on one scan (gt: (N,) class index, -1 = unlabelled),
     under ``rule`` (None: the segmenter's, i.e. the model's calibrated one)."""
-    labelled = gt >= 0
+    labeled = gt >= 0
     names, classes, inter, union = [], [], [], []
     point_to_voxel = processed.voxels.point_to_voxel
     for cls in asked:
@@ -68,12 +74,14 @@ def single_scene(
             names.append(name)
             classes.append(cls)
             inter.append(int((answered & truth).sum()))
-            union.append(int(((answered | truth) & labelled).sum()))
+            union.append(int(((answered | truth) & labeled).sum()))
     return SingleCounts(tuple(names), tuple(classes), np.array(inter, np.int64), np.array(union, np.int64))
 
 
 def single_metrics(
-    counts: SingleCounts, present: tuple[str, ...], foreground_excluded: tuple[str, ...],
+    counts: SingleCounts,
+    present: tuple[str, ...],
+    foreground_excluded: tuple[str, ...],
     closed_per_class_iou: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """Mean single-query IoU over the ``present`` classes (``miou``), over the foreground ones

@@ -6,6 +6,7 @@ own name. ``--synonyms builtin`` is :data:`BUILTIN_SYNONYMS` (everyday words for
 classes); ``--synonyms FILE`` reads a YAML or JSON file of the same shape (a value may be one
 name or a list). A bad file is refused with a :class:`SynonymsError` that says what is wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ def check_synonyms(table, class_names: tuple[str, ...], where: str = "synonyms")
     """``table`` as {class: (names, ...)}; raises SynonymsError for anything but a mapping from known
     class names to one name or a non-empty list of valid, distinct query names."""
     if not isinstance(table, dict) or not table:
-        raise SynonymsError(f"{where}: expected a non-empty mapping of class name -> other names, got {type(table).__name__}")
+        raise SynonymsError(
+            f"{where}: expected a non-empty mapping of class name -> other names, got {type(table).__name__}"
+        )
     checked: dict[str, tuple[str, ...]] = {}
     owner: dict[str, str] = {}
     for cls, names in table.items():
@@ -58,7 +61,9 @@ def check_synonyms(table, class_names: tuple[str, ...], where: str = "synonyms")
             except QueryError as exc:
                 raise SynonymsError(f"{where}: {cls!r}: {exc}") from exc
             if len(name) != 1:
-                raise SynonymsError(f"{where}: {cls!r}: one name per entry, got {'; '.join(name)!r} (';' separates queries)")
+                raise SynonymsError(
+                    f"{where}: {cls!r}: one name per entry, got {'; '.join(name)!r} (';' separates queries)"
+                )
             name = name[0]
             if name.casefold() in owner:
                 raise SynonymsError(f"{where}: {name!r} is given for both {owner[name.casefold()]!r} and {cls!r}")
@@ -74,7 +79,9 @@ def check_synonyms(table, class_names: tuple[str, ...], where: str = "synonyms")
 def load_synonyms(spec: str | Path, class_names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """``"builtin"`` or a YAML / JSON file -> the checked table (:func:`check_synonyms`)."""
     if str(spec) == "builtin":
-        return check_synonyms({k: list(v) for k, v in BUILTIN_SYNONYMS.items() if k in class_names}, class_names, "builtin")
+        return check_synonyms(
+            {k: list(v) for k, v in BUILTIN_SYNONYMS.items() if k in class_names}, class_names, "builtin"
+        )
     path = Path(spec)
     try:
         text = path.read_text(encoding="utf-8")
@@ -91,7 +98,9 @@ def load_synonyms(spec: str | Path, class_names: tuple[str, ...]) -> dict[str, t
     return check_synonyms(table, class_names, str(path))
 
 
-def query_names(class_names: tuple[str, ...], synonyms: dict[str, tuple[str, ...]] | None) -> dict[str, tuple[str, ...]]:
+def query_names(
+    class_names: tuple[str, ...], synonyms: dict[str, tuple[str, ...]] | None
+) -> dict[str, tuple[str, ...]]:
     """The names each class is asked by: its synonyms when the table has it, else its own name."""
     synonyms = synonyms or {}
     return {cls: synonyms.get(cls, (cls,)) for cls in class_names}

@@ -13,6 +13,7 @@ No ROS install is needed: messages are (de)serialised with the ROS 2 Jazzy types
 
 Clouds and poses are paired by header stamp (exactly, or within ``pose_tolerance_ns``).
 """
+
 from __future__ import annotations
 
 import json
@@ -211,7 +212,9 @@ def write_bag(
             if stamp != scan.stamp_ns:
                 scan = replace(scan, stamp_ns=stamp)
             cloud = scan_to_cloud(scan, types)
-            writer.write(connection(frame.topic or topic, POINTCLOUD2), stamp, typestore.serialize_cdr(cloud, POINTCLOUD2))
+            writer.write(
+                connection(frame.topic or topic, POINTCLOUD2), stamp, typestore.serialize_cdr(cloud, POINTCLOUD2)
+            )
             if frame.pose is not None:
                 pose = _pose_message(typestore, _checked_pose(frame.pose), scan.frame_id, stamp)
                 writer.write(connection(pose_topic, POSE_STAMPED), stamp, typestore.serialize_cdr(pose, POSE_STAMPED))

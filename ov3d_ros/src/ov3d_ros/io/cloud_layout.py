@@ -7,6 +7,7 @@ plain dataclasses), checks them against each other and against ``data``, and ret
 :func:`read_header` checks the frame and stamp. Every problem raises :class:`CloudFormatError`
 with the numbers a producer needs to fix its message.
 """
+
 from __future__ import annotations
 
 import array
@@ -142,9 +143,7 @@ def _read_field(index: int, raw: Any, point_step: int) -> FieldLayout:
     datatype = _count(message_attr(raw, "datatype"), f"field '{name}' datatype")
     count = _count(message_attr(raw, "count"), f"field '{name}' count")
     if datatype not in DATATYPES:
-        raise CloudFormatError(
-            f"field '{name}' has datatype {datatype}; PointField datatypes are {_DATATYPE_HELP}"
-        )
+        raise CloudFormatError(f"field '{name}' has datatype {datatype}; PointField datatypes are {_DATATYPE_HELP}")
     if count < 1:
         raise CloudFormatError(f"field '{name}' has count {count}; count must be >= 1 (1 for a scalar)")
     layout = FieldLayout(name, offset, datatype, count)
@@ -212,8 +211,9 @@ def describe_cloud(msg: Any, *, require_xyz: bool = True) -> CloudLayout:
             raise CloudFormatError(f"field name '{f.name}' appears twice; field names must be unique")
         seen.add(f.name)
 
-    layout = CloudLayout(height, width, point_step, row_step, is_bigendian, fields,
-                         as_byte_buffer(message_attr(msg, "data")))  # fmt: skip
+    layout = CloudLayout(
+        height, width, point_step, row_step, is_bigendian, fields, as_byte_buffer(message_attr(msg, "data"))
+    )
     num_points = layout.num_points
     data_len = len(layout.data)
     geometry = f"(height={height}, width={width}, point_step={point_step}, row_step={row_step})"
@@ -242,9 +242,9 @@ def describe_cloud(msg: Any, *, require_xyz: bool = True) -> CloudLayout:
                 f"(fields: {', '.join(layout.names()) or 'none'}); x, y and z are required"
             )
     for axis in "xyz":
-        f = layout.field(axis)
-        if f is not None and f.count != 1:
-            raise CloudFormatError(f"field {f.describe()} must be a scalar (count 1)")
+        coordinate = layout.field(axis)
+        if coordinate is not None and coordinate.count != 1:
+            raise CloudFormatError(f"field {coordinate.describe()} must be a scalar (count 1)")
     return layout
 
 

@@ -13,6 +13,7 @@ Two backends give identical arrays (``test/io/test_pointcloud2_backends.py``):
 * ``sensor_msgs_py.point_cloud2.read_points`` where a system ROS 2 provides it and it can read the
   message safely (an rclpy message, little-endian, no row padding, no colliding sub-field names).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -39,9 +40,7 @@ def sensor_msgs_py_available() -> bool:
     return _sensor_msgs_py() is not None
 
 
-def field_views(
-    msg: Any, layout: CloudLayout, names: list[str], backend: Backend = "auto"
-) -> dict[str, np.ndarray]:
+def field_views(msg: Any, layout: CloudLayout, names: list[str], backend: Backend = "auto") -> dict[str, np.ndarray]:
     """Per-field arrays (N,) or (N, count) of a checked message, possibly non-native byte order.
 
     ``backend``: ``"numpy"`` (always available), ``"sensor_msgs_py"`` (raises CloudFormatError
@@ -99,16 +98,16 @@ def _sensor_msgs_py_refusal(msg: Any, layout: CloudLayout) -> str | None:
         return "sensor_msgs_py byte-swaps big-endian data in place (it would modify the message)"
     if layout.has_row_padding:
         return "sensor_msgs_py ignores row_step, so rows with padding would be misread"
-    expanded = [
-        f"{f.name}_{i}" if f.count > 1 else f.name for f in layout.fields for i in range(f.count)
-    ]
+    expanded = [f"{f.name}_{i}" if f.count > 1 else f.name for f in layout.fields for i in range(f.count)]
     if len(set(expanded)) != len(expanded):
         return "sensor_msgs_py's names for count>1 sub-fields collide with other field names"
     return None
 
 
 def _sensor_msgs_py_field_views(msg: Any, layout: CloudLayout, names: list[str]) -> dict[str, np.ndarray]:
-    points = _sensor_msgs_py().read_points(msg, skip_nans=False)
+    module = _sensor_msgs_py()
+    assert module is not None  # this backend is chosen only when sensor_msgs_py imports
+    points = module.read_points(msg, skip_nans=False)
     views: dict[str, np.ndarray] = {}
     for name in names:
         f = layout.field(name)

@@ -15,10 +15,12 @@ Conventions (PCL's field names, which PointCloud2 and PCD share):
 * ``features``: float with ``count = D``: per-point features (N, D).
 * anything else lands in ``scan.meta["extra_fields"][name]``, aligned with the points.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +73,7 @@ def _colors(columns: dict[str, np.ndarray], consumed: set[str]) -> np.ndarray | 
     channels = [columns.get(c) for c in "rgb"]
     if all(v is not None and v.ndim == 1 and v.dtype == np.uint8 for v in channels):
         consumed.update("rgb")
-        return np.stack(channels, axis=1)
+        return np.stack([v for v in channels if v is not None], axis=1)  # all present: checked above
     return None
 
 

@@ -6,10 +6,12 @@ points with a non-finite coordinate and records the kept points' original indice
 ``meta["organized_shape"] = (height, width)``. Files that cannot be trusted raise
 :class:`CloudFormatError`; missing files raise FileNotFoundError.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import CloudFormatError
 from .npz import ScanNetFrames, read_npz, read_scannet_frames, write_npz
@@ -23,7 +25,9 @@ SUFFIXES = (".ply", ".pcd", ".npz")
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise CloudFormatError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)}")
+        raise CloudFormatError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)}"
+        )
     return suffix
 
 

@@ -6,6 +6,7 @@ up to 32 bytes or a back-reference of up to 264 bytes), never per byte, and appe
 Python's per-step overhead is then paid once per token rather than once per byte, which is what
 makes a pure-Python decoder usable for Kinect-sized (640x480) clouds.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,12 +5,14 @@ and builds messages through a :class:`MessageTypes` bundle so one encoder serves
 (rclpy classes), bag files (rosbags typestore classes) and ROS-free code (the plain dataclasses
 below, which carry the same attribute names).
 """
+
 from __future__ import annotations
 
 import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -8,6 +8,7 @@ ScanNet layout: ``xyz``, ``rgb``, ``sem_nyu40`` (-> labels, NYU40 ids), ``inst``
 plus ``images``, ``intrinsics``, ``cam2world`` which :func:`read_scannet_frames` loads on demand
 (they are large and most users only want the points).
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,15 @@ def _scannet_scan(archive: Any, path: Path, frame_id: str) -> Scan:
         "has_frames": all(k in keys for k in SCANNET_FRAME_KEYS),
     }
     try:
-        return Scan(_get(archive, "xyz", path), _get(archive, "rgb", path), None, labels, instances,
-                    frame_id=frame_id, meta=meta)  # fmt: skip
+        return Scan(
+            _get(archive, "xyz", path),
+            _get(archive, "rgb", path),
+            None,
+            labels,
+            instances,
+            frame_id=frame_id,
+            meta=meta,
+        )
     except ValueError as exc:
         raise CloudFormatError(f"{path}: inconsistent ScanNet arrays: {exc}") from exc
 

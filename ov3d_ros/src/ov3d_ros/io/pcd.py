@@ -9,11 +9,12 @@ indices are in ``meta["valid_index"]``.
 ``binary_compressed`` stores the fields column by column (all x, then all y, ...) inside one
 LZF block preceded by two little-endian uint32: compressed and uncompressed size.
 """
+
 from __future__ import annotations
 
 import struct
-from io import StringIO
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Literal
 
@@ -28,9 +29,18 @@ from .pointcloud2 import scan_to_cloud
 from .scan import Scan
 
 PcdData = Literal["ascii", "binary", "binary_compressed"]
-_PCD_TYPES = {("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8",
-              ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4", ("U", 8): "u8",
-              ("F", 4): "f4", ("F", 8): "f8"}  # fmt: skip
+_PCD_TYPES = {
+    ("I", 1): "i1",
+    ("I", 2): "i2",
+    ("I", 4): "i4",
+    ("I", 8): "i8",
+    ("U", 1): "u1",
+    ("U", 2): "u2",
+    ("U", 4): "u4",
+    ("U", 8): "u8",
+    ("F", 4): "f4",
+    ("F", 8): "f8",
+}
 _PCD_PADDING = "_"  # PCL names padding fields "_"
 _MAX_HEADER_LINES = 64
 
@@ -100,7 +110,9 @@ def parse_header(raw: bytes, path: Path) -> PcdHeader:
     for name, size, type_, count in zip(names, sizes, types, counts):
         code = _PCD_TYPES.get((type_, size))
         if code is None:
-            raise CloudFormatError(f"{path}: field '{name}' has TYPE {type_} SIZE {size}; PCD allows I/U 1,2,4,8 and F 4,8")
+            raise CloudFormatError(
+                f"{path}: field '{name}' has TYPE {type_} SIZE {size}; PCD allows I/U 1,2,4,8 and F 4,8"
+            )
         if count < 1:
             raise CloudFormatError(f"{path}: field '{name}' has COUNT {count}; must be >= 1")
         fields.append(PcdField(name, code, count))
@@ -116,7 +128,7 @@ def parse_header(raw: bytes, path: Path) -> PcdHeader:
     if points != width * height:
         raise CloudFormatError(f"{path}: POINTS {points} != WIDTH*HEIGHT = {width}*{height} = {width * height}")
     try:
-        viewpoint = tuple(float(v) for v in entries.get("VIEWPOINT", "0 0 0 1 0 0 0".split()))
+        viewpoint = tuple(float(v) for v in entries.get("VIEWPOINT", ["0", "0", "0", "1", "0", "0", "0"]))
     except ValueError:
         raise CloudFormatError(f"{path}: VIEWPOINT must hold 7 numbers") from None
     data = entries["DATA"][0].lower() if entries["DATA"] else ""

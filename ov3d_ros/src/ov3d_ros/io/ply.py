@@ -11,6 +11,7 @@ Vertex properties understood (others go to ``scan.meta["extra_fields"]``):
 Meshes load their vertices: elements after ``vertex`` (faces) are not read. An element with list
 properties *before* ``vertex`` cannot be skipped without parsing it row by row and is refused.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,11 +28,23 @@ from .scan import Scan
 PlyFormat = Literal["ascii", "binary_little_endian", "binary_big_endian"]
 
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
+}
 _COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 _NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
 _LABEL_NAMES = ("label", "semantic", "semantic_label", "class")

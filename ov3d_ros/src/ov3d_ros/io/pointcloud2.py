@@ -18,6 +18,7 @@ Messages are duck-typed: rclpy's classes, rosbags' typestore classes and
 ``array.array('B')``, memoryview or a uint8 numpy array. An empty cloud (``width * height == 0``)
 is not an error: it decodes to zero points unless ``allow_empty=False``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -135,7 +136,9 @@ def _build_cloud(
             point_fields.append(types.point_field(name=name, offset=offset, datatype=datatype, count=count))
             offset += 4 * count  # every field written here is 4 bytes wide
     point_step = offset
-    records = np.empty(height * width, dtype=np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step}))
+    records = np.empty(
+        height * width, dtype=np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    )
     for name, block in zip(names, blocks):
         records[name] = block.values
     msg = types.point_cloud2(

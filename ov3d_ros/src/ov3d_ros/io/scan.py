@@ -1,4 +1,5 @@
 """The one in-memory scan type shared by the node, training and evaluation."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -79,9 +80,9 @@ class Scan:
     def __len__(self) -> int:
         return len(self.points)
 
-    def subset(self, index: np.ndarray) -> "Scan":
+    def subset(self, index: np.ndarray) -> Scan:
         """The scan restricted to ``index`` (a boolean mask or integer indices)."""
-        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        pick = lambda a: None if a is None else a[index]
         return replace(
             self,
             points=self.points[index],

@@ -12,6 +12,7 @@ cmake/drop_missing_include_dirs.cmake is injected so the wheels' exported target
 
 Standard library only: it must run before anything else is importable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
 from ov3d_ros.checkout import REPOSITORY
 
 PACKAGE = "ov3d_msgs"
@@ -79,10 +81,14 @@ def default_prefix() -> Path:
 
 def find_source(explicit: Path | None = None) -> Path:
     """The ov3d_msgs package: given, in this checkout, or as installed under share/ov3d_ros."""
-    candidates = [explicit] if explicit else [
-        REPOSITORY / PACKAGE,  # source checkout / editable install: beside the ov3d_ros package
-        Path(sys.prefix) / "share" / "ov3d_ros" / PACKAGE,  # wheel install (data_files)
-    ]
+    candidates = (
+        [explicit]
+        if explicit
+        else [
+            REPOSITORY / PACKAGE,  # source checkout / editable install: beside the ov3d_ros package
+            Path(sys.prefix) / "share" / "ov3d_ros" / PACKAGE,  # wheel install (data_files)
+        ]
+    )
     for path in candidates:
         if path is not None and (path / "CMakeLists.txt").is_file() and (path / "package.xml").is_file():
             return path.resolve()
@@ -203,9 +209,7 @@ def build(
 
     tools = missing_tools()
     if tools:
-        raise BuildError(
-            f"missing build tools: {', '.join(tools)} (Debian/Ubuntu: apt-get install cmake make gcc g++)"
-        )
+        raise BuildError(f"missing build tools: {', '.join(tools)} (Debian/Ubuntu: apt-get install cmake make gcc g++)")
     wheels = missing_wheels()
     if wheels and not install_deps:
         raise BuildError(f"missing build wheels: {' '.join(wheels)} (pip install them, or drop --no-install-deps)")
@@ -229,7 +233,11 @@ def build(
     try:
         _run(
             [
-                "cmake", "-S", str(source), "-B", str(build_dir),
+                "cmake",
+                "-S",
+                str(source),
+                "-B",
+                str(build_dir),
                 f"-DCMAKE_INSTALL_PREFIX={prefix}",
                 f"-DPython3_EXECUTABLE={sys.executable}",
                 "-DBUILD_TESTING=OFF",
@@ -239,13 +247,20 @@ def build(
                 # without LD_LIBRARY_PATH (the importer still preloads them, see interfaces.py).
                 f"-DCMAKE_INSTALL_RPATH={prefix / 'lib'}",
             ],
-            env, log, "cmake configure",
+            env,
+            log,
+            "cmake configure",
         )
         _run(["cmake", "--build", str(build_dir), "--parallel", str(jobs)], env, log, "cmake build")
         _run(["cmake", "--install", str(build_dir)], env, log, "cmake install")
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
-    stamp = {"digest": digest, "source": str(source), "python": sys.executable, "soabi": sysconfig.get_config_var("SOABI")}
+    stamp = {
+        "digest": digest,
+        "source": str(source),
+        "python": sys.executable,
+        "soabi": sysconfig.get_config_var("SOABI"),
+    }
     stamp_path(prefix, package).write_text(json.dumps(stamp, indent=2) + "\n")
     return BuildResult(prefix, rebuilt=True, seconds=time.monotonic() - start)
 
@@ -258,14 +273,17 @@ def main(argv: list[str] | None = None) -> int:
         "workspace, colcon builds ov3d_msgs instead.",
     )
     parser.add_argument("--prefix", type=Path, default=None, help=f"install prefix (default: {default_prefix()})")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="an interface package directory (default: this checkout's ov3d_msgs)")
+    parser.add_argument(
+        "--source", type=Path, default=None, help="an interface package directory (default: this checkout's ov3d_msgs)"
+    )
     parser.add_argument("--no-install-deps", action="store_true", help="fail instead of pip-installing build wheels")
     parser.add_argument("--force", action="store_true", help="rebuild even when the prefix is up to date")
     parser.add_argument("--jobs", type=int, default=None, help="parallel compile jobs")
     args = parser.parse_args(argv)
     try:
-        result = build(args.prefix, args.source, install_deps=not args.no_install_deps, force=args.force, jobs=args.jobs)
+        result = build(
+            args.prefix, args.source, install_deps=not args.no_install_deps, force=args.force, jobs=args.jobs
+        )
     except BuildError as exc:
         print(f"[ov3d-build-msgs] error: {exc}", file=sys.stderr)
         return 1

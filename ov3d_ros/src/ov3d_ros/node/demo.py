@@ -5,15 +5,17 @@ mapper would), one at a time, each waiting for its labelled cloud, so the demo d
 Then: a per-query object summary on stdout and a PNG of the last labelled cloud. With
 ``--demo-keep-running`` the recording loops (about 1 Hz) so RViz keeps showing results.
 """
+
 from __future__ import annotations
 
-import sys
 import signal
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -95,8 +97,14 @@ def _wait_for_result(executor: Any, node: Any, count_before: int, stamp_ns: int,
     return False
 
 
-def run_demo(node: Any, *, bag: str | Path | None = None, output: str | Path = "ov3d_demo.png",
-             keep_running: bool = False, out: Any = sys.stdout) -> int:
+def run_demo(
+    node: Any,
+    *,
+    bag: str | Path | None = None,
+    output: str | Path = "ov3d_demo.png",
+    keep_running: bool = False,
+    out: Any = sys.stdout,
+) -> int:
     """Play ``bag`` (default: the packaged recording) into ``node``; 0 on success."""
     path = Path(bag) if bag else DEMO_BAG
     if not (path / "metadata.yaml").is_file():
@@ -115,8 +123,9 @@ def run_demo(node: Any, *, bag: str | Path | None = None, output: str | Path = "
     print(f"demo: {len(scans)} cloud(s) from {path}; queries: {node.settings.queries}", file=out, flush=True)
 
     player = rclpy.create_node("ov3d_demo_player", context=node.context)
-    publisher = player.create_publisher(PointCloud2, node.cloud_sub.resolved_topic,
-                                        QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    publisher = player.create_publisher(
+        PointCloud2, node.cloud_sub.resolved_topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    )
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     executor.add_node(player)
@@ -167,6 +176,9 @@ def _play(executor: Any, node: Any, publisher: Any, scans: Iterable[Scan], types
             print(f"[ov3d-segment --demo] cloud {index}: {problem}", file=sys.stderr)
             return 1
         result = node.last_result[0]
-        print(f"cloud {index}: {len(scan)} points, {len(result.objects)} objects, "
-              f"{time.monotonic() - start:.2f} s", file=out, flush=True)
+        print(
+            f"cloud {index}: {len(scan)} points, {len(result.objects)} objects, {time.monotonic() - start:.2f} s",
+            file=out,
+            flush=True,
+        )
     return 0

@@ -5,6 +5,7 @@ thread-safe) and turns them into one ``diagnostic_msgs/DiagnosticStatus``. Rates
 latencies cover a sliding window so the numbers describe now, not the whole run; counters
 (drops, rejected clouds, transport losses) are totals since start.
 """
+
 from __future__ import annotations
 
 import threading
@@ -55,8 +56,16 @@ class _Window:
 class NodeHealth:
     """Thread-safe counters and windows for the segment node's diagnostics."""
 
-    def __init__(self, name: str, *, device: str, model: str, input_topic: str, window_s: float = WINDOW_S,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        device: str,
+        model: str,
+        input_topic: str,
+        window_s: float = WINDOW_S,
+        clock: Any = time.monotonic,
+    ) -> None:
         self.name = name
         self.device = device
         self.model = model
@@ -157,7 +166,10 @@ class NodeHealth:
             level = DiagnosticStatus.WARN if snap["uptime_s"] > self.window_s else DiagnosticStatus.OK
             message = f"waiting for clouds on {self.input_topic}"
         elif snap["seconds_since_input"] is not None and snap["seconds_since_input"] > self.window_s:
-            level, message = DiagnosticStatus.WARN, f"no cloud on {self.input_topic} for {snap['seconds_since_input']:.0f} s"
+            level, message = (
+                DiagnosticStatus.WARN,
+                f"no cloud on {self.input_topic} for {snap['seconds_since_input']:.0f} s",
+            )
 
         def fmt(value: Any) -> str:
             if isinstance(value, float):
@@ -165,8 +177,18 @@ class NodeHealth:
             return "n/a" if value is None else str(value)
 
         keys = (
-            "input_rate_hz", "output_rate_hz", "latency_mean_ms", "latency_max_ms", "processing_mean_ms",
-            "stamp_age_mean_ms", "received", "processed", "dropped", "rejected", "transport_lost", "failures",
+            "input_rate_hz",
+            "output_rate_hz",
+            "latency_mean_ms",
+            "latency_max_ms",
+            "processing_mean_ms",
+            "stamp_age_mean_ms",
+            "received",
+            "processed",
+            "dropped",
+            "rejected",
+            "transport_lost",
+            "failures",
         )
         values = [KeyValue(key=k, value=fmt(snap[k])) for k in keys]
         values += [

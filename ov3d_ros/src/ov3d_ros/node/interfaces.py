@@ -15,6 +15,7 @@ creating a publisher fails ("Could not import 'rosidl_typesupport_c'", or with a
 every ``libov3d_msgs__*.so`` of the prefix with ``RTLD_GLOBAL`` (dependencies first) makes
 those look-ups find the already-loaded libraries; publish/subscribe then works over Fast DDS.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -135,8 +136,10 @@ def load_ov3d_msgs(prefix: Path | None = None, *, refresh: bool = False) -> Inte
     except Exception as exc:
         _forget_failed_import()
         _status = InterfaceStatus(
-            False, "", f"ov3d_msgs in {prefix} could not be loaded ({type(exc).__name__}: {exc}); "
-            f"rebuild with `ov3d-build-msgs --force`"
+            False,
+            "",
+            f"ov3d_msgs in {prefix} could not be loaded ({type(exc).__name__}: {exc}); "
+            f"rebuild with `ov3d-build-msgs --force`",
         )
         return _status
     _status = InterfaceStatus(True, str(prefix), stale=_is_stale(prefix))
@@ -153,4 +156,4 @@ def ov3d_srvs() -> ModuleType | None:
     return importlib.import_module(f"{PACKAGE}.srv") if load_ov3d_msgs().available else None
 
 
-__all__ = ["InterfaceStatus", "PREFIX_ENV", "load_ov3d_msgs", "ov3d_msgs", "ov3d_srvs"]
+__all__ = ["PREFIX_ENV", "InterfaceStatus", "load_ov3d_msgs", "ov3d_msgs", "ov3d_srvs"]

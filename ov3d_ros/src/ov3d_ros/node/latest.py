@@ -4,6 +4,7 @@ The executor thread ``put`` s every cloud; the worker ``take`` s when it is free
 that is replaced before the worker took it is dropped and counted, so a slow network never
 builds a queue (memory stays at one waiting cloud) and the worker always sees the newest.
 """
+
 from __future__ import annotations
 
 import threading

@@ -4,9 +4,10 @@ The array always starts with a DELETEALL, so objects that disappeared since the 
 vanish from RViz. Each query has its own namespace (its text), so RViz's marker display can
 switch queries on and off; ids are unique within a namespace (box 2k, label 2k + 1).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from geometry_msgs.msg import Pose

@@ -4,11 +4,13 @@ Both carry the same facts per object (query, semantic and instance id, box pose 
 centroid, score, point count), so a consumer can switch from the JSON fallback to the typed
 message without losing anything.
 """
+
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +50,7 @@ def objects_to_msg(objects: Sequence[DetectedObject], header: Any, queries: Sequ
 
 def objects_to_json(objects: Sequence[DetectedObject], frame_id: str, stamp_ns: int, queries: Sequence[str]) -> str:
     """The std_msgs/String fallback: one JSON document with the ObjectArray's content."""
+
     def rows(name: str, width: int) -> list[list[float]]:
         return np.array([getattr(o, name) for o in objects], dtype=np.float64).reshape(-1, width).tolist()
 
@@ -87,7 +90,7 @@ def query_from_msg(msg: Any, *, default_threshold: float | None) -> QuerySet:
         raise QueryError(f"threshold must be a finite number >= 0 or NaN, got {threshold}")
     else:
         threshold_value = threshold if threshold > 0.0 else None
-    clean = lambda names: tuple(" ".join(str(n).split()) for n in names)  # noqa: E731
+    clean = lambda names: tuple(" ".join(str(n).split()) for n in names)
     return QuerySet(
         positives=clean(msg.positives),
         negatives=clean(msg.negatives),

@@ -6,13 +6,15 @@ at run time). ``declare_parameters`` turns the table into ROS parameters with
 set-parameters callback and at start-up; ``NodeSettings`` is the typed view the node reads.
 The same table generates nothing else: ``config/segment.yaml`` is checked against it by a test.
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from dataclasses import replace as replace_fields
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ov3d_ros.core.types import QueryError, QuerySet
 
@@ -40,53 +42,147 @@ class ParamSpec:
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", "", "Model checkpoint (.safetensors or .pt). Empty: the model shipped in the package.",
-              constraint="path to a readable file, or empty"),
-    ParamSpec("allow_untrained", False, "Accept a checkpoint of random weights (marked 'trained: false'). "
-              "For plumbing tests only: its labels mean nothing, and the node says so in its log and diagnostics."),
-    ParamSpec("device", "auto", "Where the network runs: auto (CUDA when available), cpu, cuda or cuda:N.",
-              pattern=DEVICE_PATTERN, constraint="auto | cpu | cuda | cuda:N"),
-    ParamSpec("voxel_size", 0.0, "Voxel edge in metres. 0: the size the checkpoint was trained with.",
-              low=0.0, high=0.5, constraint="0 (checkpoint's) or 0.005..0.5 m"),
-    ParamSpec("max_points", 300_000, "Clouds with more points are subsampled (deterministically) to this many.",
-              low=1_000, high=5_000_000),
+    ParamSpec(
+        "checkpoint",
+        "",
+        "Model checkpoint (.safetensors or .pt). Empty: the model shipped in the package.",
+        constraint="path to a readable file, or empty",
+    ),
+    ParamSpec(
+        "allow_untrained",
+        False,
+        "Accept a checkpoint of random weights (marked 'trained: false'). "
+        "For plumbing tests only: its labels mean nothing, and the node says so in its log and diagnostics.",
+    ),
+    ParamSpec(
+        "device",
+        "auto",
+        "Where the network runs: auto (CUDA when available), cpu, cuda or cuda:N.",
+        pattern=DEVICE_PATTERN,
+        constraint="auto | cpu | cuda | cuda:N",
+    ),
+    ParamSpec(
+        "voxel_size",
+        0.0,
+        "Voxel edge in metres. 0: the size the checkpoint was trained with.",
+        low=0.0,
+        high=0.5,
+        constraint="0 (checkpoint's) or 0.005..0.5 m",
+    ),
+    ParamSpec(
+        "max_points",
+        300_000,
+        "Clouds with more points are subsampled (deterministically) to this many.",
+        low=1_000,
+        high=5_000_000,
+    ),
     # GGP: by default the setting calibrated for the checkpoint (model.json "ggp"; GGPConfig's
     # defaults for a checkpoint without one) -- eval, bench and the node agree.
-    ParamSpec("ggp_k", 0, "Geometry-guided pooling: neighbours per voxel. 0: the model's calibrated value.",
-              low=0, high=128, constraint="0 (model's) or 1..128"),
-    ParamSpec("ggp_tau", 0.0, "Geometry-guided pooling: softmax temperature over affinity cosines. 0: the model's.",
-              low=0.0, high=10.0, constraint="0 (model's) or 0.001..10"),
-    ParamSpec("ggp_iterations", -1, "Geometry-guided pooling: smoothing passes T (0 = off). -1: the model's.",
-              low=-1, high=100, constraint="-1 (model's) or 0..100"),
-    ParamSpec("ggp_coarsen", 0, "Geometry-guided pooling: pool on cells this many voxels wide, then back to "
-              "voxels (1 = plain GGP). 0: the model's.", low=0, high=8, constraint="0 (model's) or 1..8"),
-    ParamSpec("ggp_centering", -1.0, "Share of each cloud's mean semantic feature removed before pooling and "
-              "scoring (0 = none). -1: the model's.", low=-1.0, high=1.0, constraint="-1 (model's) or 0..1"),
-    ParamSpec("queries", "chair; table; monitor", "Names to find, separated by ';'. Also settable on ~/query.",
-              dynamic=True, constraint="1..64 printable names of at most 200 characters"),
-    ParamSpec("negatives", "wall; floor; ceiling",
-              "Names that compete with the queries but are never reported, separated by ';' (may be empty).",
-              dynamic=True),
-    ParamSpec("use_background", True, "Also compete against generic phrases (object, things, stuff, texture).",
-              dynamic=True),
-    ParamSpec("use_vocabulary", True, "Also compete against the shipped vocabulary of ~300 indoor things (names "
-              "meaning the same as a query left out, near ones counted as it; the model's calibrated rule).",
-              dynamic=True),
-    ParamSpec("score_threshold", 0.0, "A point whose best query score is below this is background (0 = off).",
-              dynamic=True, low=0.0, high=1.0),
-    ParamSpec("min_object_points", 20, "Smallest object reported (points); smaller groups stay unlabelled.",
-              dynamic=True, low=1, high=10_000_000),
-    ParamSpec("input_reliability", "reliable",
-              "QoS reliability of ~/cloud: reliable, best_effort, or auto (match the publishers, as rosbag2).",
-              choices=RELIABILITY_CHOICES),
-    ParamSpec("input_depth", 1, "QoS history depth of ~/cloud (the node keeps only the newest cloud anyway).",
-              low=1, high=100),
-    ParamSpec("output_decimation", 1, "Publish every n-th point of ~/labeled_cloud (1 = all).",
-              dynamic=True, low=1, high=1000),
-    ParamSpec("max_rate_hz", 0.0, "Process at most this many clouds per second; newer ones replace waiting ones "
-              "(0 = as fast as possible).", dynamic=True, low=0.0, high=1000.0),
-    ParamSpec("target_frame", "", "Transform clouds into this frame at their stamp (needs tf2_ros). "
-              "Empty: results stay in the input frame."),
+    ParamSpec(
+        "ggp_k",
+        0,
+        "Geometry-guided pooling: neighbours per voxel. 0: the model's calibrated value.",
+        low=0,
+        high=128,
+        constraint="0 (model's) or 1..128",
+    ),
+    ParamSpec(
+        "ggp_tau",
+        0.0,
+        "Geometry-guided pooling: softmax temperature over affinity cosines. 0: the model's.",
+        low=0.0,
+        high=10.0,
+        constraint="0 (model's) or 0.001..10",
+    ),
+    ParamSpec(
+        "ggp_iterations",
+        -1,
+        "Geometry-guided pooling: smoothing passes T (0 = off). -1: the model's.",
+        low=-1,
+        high=100,
+        constraint="-1 (model's) or 0..100",
+    ),
+    ParamSpec(
+        "ggp_coarsen",
+        0,
+        "Geometry-guided pooling: pool on cells this many voxels wide, then back to "
+        "voxels (1 = plain GGP). 0: the model's.",
+        low=0,
+        high=8,
+        constraint="0 (model's) or 1..8",
+    ),
+    ParamSpec(
+        "ggp_centering",
+        -1.0,
+        "Share of each cloud's mean semantic feature removed before pooling and scoring (0 = none). -1: the model's.",
+        low=-1.0,
+        high=1.0,
+        constraint="-1 (model's) or 0..1",
+    ),
+    ParamSpec(
+        "queries",
+        "chair; table; monitor",
+        "Names to find, separated by ';'. Also settable on ~/query.",
+        dynamic=True,
+        constraint="1..64 printable names of at most 200 characters",
+    ),
+    ParamSpec(
+        "negatives",
+        "wall; floor; ceiling",
+        "Names that compete with the queries but are never reported, separated by ';' (may be empty).",
+        dynamic=True,
+    ),
+    ParamSpec(
+        "use_background", True, "Also compete against generic phrases (object, things, stuff, texture).", dynamic=True
+    ),
+    ParamSpec(
+        "use_vocabulary",
+        True,
+        "Also compete against the shipped vocabulary of ~300 indoor things (names "
+        "meaning the same as a query left out, near ones counted as it; the model's calibrated rule).",
+        dynamic=True,
+    ),
+    ParamSpec(
+        "score_threshold",
+        0.0,
+        "A point whose best query score is below this is background (0 = off).",
+        dynamic=True,
+        low=0.0,
+        high=1.0,
+    ),
+    ParamSpec(
+        "min_object_points",
+        20,
+        "Smallest object reported (points); smaller groups stay unlabelled.",
+        dynamic=True,
+        low=1,
+        high=10_000_000,
+    ),
+    ParamSpec(
+        "input_reliability",
+        "reliable",
+        "QoS reliability of ~/cloud: reliable, best_effort, or auto (match the publishers, as rosbag2).",
+        choices=RELIABILITY_CHOICES,
+    ),
+    ParamSpec(
+        "input_depth", 1, "QoS history depth of ~/cloud (the node keeps only the newest cloud anyway).", low=1, high=100
+    ),
+    ParamSpec(
+        "output_decimation", 1, "Publish every n-th point of ~/labeled_cloud (1 = all).", dynamic=True, low=1, high=1000
+    ),
+    ParamSpec(
+        "max_rate_hz",
+        0.0,
+        "Process at most this many clouds per second; newer ones replace waiting ones (0 = as fast as possible).",
+        dynamic=True,
+        low=0.0,
+        high=1000.0,
+    ),
+    ParamSpec(
+        "target_frame",
+        "",
+        "Transform clouds into this frame at their stamp (needs tf2_ros). Empty: results stay in the input frame.",
+    ),
     ParamSpec("tf_timeout_s", 0.1, "How long to wait for the transform of one cloud.", low=0.0, high=10.0),
 )
 
@@ -118,7 +214,7 @@ def validate_value(name: str, value: Any) -> str | None:
     kind = spec.kind
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # YAML "1" for a float parameter is a slip worth forgiving here
-    if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool):
+    if (kind is bool and not isinstance(value, bool)) or (kind is not bool and isinstance(value, bool)):
         return f"{name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
     if not isinstance(value, kind):
         return f"{name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
@@ -190,7 +286,7 @@ class NodeSettings:
     tf_timeout_s: float
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "NodeSettings":
+    def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
         """Defaults overridden by ``values``; raises ParameterError on the first bad one."""
         merged: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}
         merged.update({k: v for k, v in values.items() if k in SPECS})
@@ -202,7 +298,7 @@ class NodeSettings:
                 merged[name] = float(value)
         return cls(**merged)
 
-    def replace(self, **changes: Any) -> "NodeSettings":
+    def replace(self, **changes: Any) -> NodeSettings:
         return NodeSettings.from_values({**self.as_dict(), **changes})
 
     def as_dict(self) -> dict[str, Any]:
@@ -223,10 +319,13 @@ class NodeSettings:
         """The GGP the parameters ask for: ``model_ggp`` (a GGPConfig, the model's calibrated setting)
         with the fields set here replaced; 0 / 0 / -1 / 0 / -1 keep the model's k / tau / iterations /
         coarsen / centering."""
-        given = (("k", self.ggp_k or None), ("tau", self.ggp_tau or None),
-                 ("iterations", self.ggp_iterations if self.ggp_iterations >= 0 else None),
-                 ("coarsen", self.ggp_coarsen or None),
-                 ("centering", self.ggp_centering if self.ggp_centering >= 0 else None))  # fmt: skip
+        given = (
+            ("k", self.ggp_k or None),
+            ("tau", self.ggp_tau or None),
+            ("iterations", self.ggp_iterations if self.ggp_iterations >= 0 else None),
+            ("coarsen", self.ggp_coarsen or None),
+            ("centering", self.ggp_centering if self.ggp_centering >= 0 else None),
+        )
         return replace_fields(model_ggp, **{name: value for name, value in given if value is not None})
 
 
@@ -234,6 +333,7 @@ assert {f.name for f in fields(NodeSettings)} == set(SPECS), "NodeSettings and P
 
 
 # --- rclpy side ---------------------------------------------------------------------------
+
 
 def descriptor_for(spec: ParamSpec) -> Any:
     """The ParameterDescriptor that tells ROS tools (and rclpy's own checks) about ``spec``."""

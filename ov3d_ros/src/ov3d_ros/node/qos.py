@@ -12,10 +12,12 @@ profile's fix. Hence:
 * large best-effort clouds need the shipped Fast DDS profile (config/fastdds_large_clouds.xml);
   lost samples are counted (``message_lost`` events) so diagnostics can show them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.qos import (
@@ -28,19 +30,25 @@ from rclpy.qos import (
 
 # Queries: late joiners get the last one (a node started after the query was sent).
 QUERY_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1,
-    reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 # Labelled clouds: reliable so large ones arrive; volatile so a late RViz does not pull the
 # last multi-megabyte cloud through every new connection.
 CLOUD_OUT_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1,
-    reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
 )
 # Markers and objects are small: latch the last result for late joiners (RViz started later).
 RESULT_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1,
-    reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 
 FASTDDS_PROFILE_HINT = (
@@ -55,8 +63,9 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
     policy = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}.get(reliability)
     if policy is None:
         raise ValueError(f"reliability must be 'reliable' or 'best_effort', got {reliability!r}")
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy,
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy, durability=DurabilityPolicy.VOLATILE
+    )
 
 
 def adapt_to_offers(offered: Sequence[QoSProfile], depth: int) -> tuple[QoSProfile, str]:
@@ -182,14 +191,22 @@ class CloudSubscription:
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible, message_lost=self._on_lost)
         try:
             self.subscription = self._node.create_subscription(
-                self._msg_type, self._topic, self._callback, qos,
-                callback_group=self._group, event_callbacks=events,
+                self._msg_type,
+                self._topic,
+                self._callback,
+                qos,
+                callback_group=self._group,
+                event_callbacks=events,
             )
         except UnsupportedEventTypeError:  # an RMW without message_lost events
             events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible)
             self.subscription = self._node.create_subscription(
-                self._msg_type, self._topic, self._callback, qos,
-                callback_group=self._group, event_callbacks=events,
+                self._msg_type,
+                self._topic,
+                self._callback,
+                qos,
+                callback_group=self._group,
+                event_callbacks=events,
             )
         self.qos = qos
         self._logger.info(f"subscribed to {self.resolved_topic} with {describe(qos)} ({why})")
@@ -208,7 +225,8 @@ class CloudSubscription:
         hint = (
             " The publisher is probably BEST_EFFORT: set input_reliability to best_effort or auto, and see "
             "config/fastdds_large_clouds.xml for large clouds."
-            if policy == "RELIABILITY" else ""
+            if policy == "RELIABILITY"
+            else ""
         )
         self._logger.error(
             f"INCOMPATIBLE QoS on {self.resolved_topic}: a publisher cannot serve this subscription's "

@@ -5,6 +5,7 @@ one positive, NaN threshold and empty negatives keep the node's values, the back
 and the vocabulary switch are KEEP / ON / OFF. The node applies the changes atomically through its parameters (one
 validation for topic, service and ``ros2 param set``) and answers with the query in force.
 """
+
 from __future__ import annotations
 
 import math

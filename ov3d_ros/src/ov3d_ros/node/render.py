@@ -3,10 +3,11 @@
 For the demo's summary and for bug reports; RViz is the live view. Matplotlib with the Agg
 backend, so it works headless.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -44,17 +45,24 @@ def render_labeled_cloud(
     order = np.argsort(points[:, 2])  # draw low points first so tabletops stay visible from above
     top.scatter(points[order, 0], points[order, 1], c=colors[order] / 255.0, s=1.0, linewidths=0)
     side.scatter(points[:, 0], points[:, 2], c=colors / 255.0, s=1.0, linewidths=0)
-    labelled = set()
+    labeled = set()
     for index in range(1, len(queries) + 1):
         best = sorted((o for o in objects if o.semantic_id == index), key=lambda o: -o.score)[:MAX_LABELS_PER_QUERY]
-        labelled.update(id(o) for o in best)
+        labeled.update(id(o) for o in best)
     for obj in objects:
         color = table[obj.semantic_id]
-        corners = _footprint(np.asarray(obj.center, float), np.asarray(obj.size, float), np.asarray(obj.orientation, float))
+        corners = _footprint(
+            np.asarray(obj.center, float), np.asarray(obj.size, float), np.asarray(obj.orientation, float)
+        )
         top.add_patch(Polygon(corners, closed=True, fill=False, edgecolor=color, linewidth=1.5))
-        if id(obj) in labelled:
-            top.annotate(f"{obj.query} {obj.score:.2f}", corners[2], fontsize=7, color=color,
-                         bbox={"facecolor": "white", "alpha": 0.6, "linewidth": 0, "pad": 1})
+        if id(obj) in labeled:
+            top.annotate(
+                f"{obj.query} {obj.score:.2f}",
+                corners[2],
+                fontsize=7,
+                color=color,
+                bbox={"facecolor": "white", "alpha": 0.6, "linewidth": 0, "pad": 1},
+            )
         cx, _, cz = obj.center
         sx, _, sz = obj.size
         side.add_patch(plt.Rectangle((cx - sx / 2, cz - sz / 2), sx, sz, fill=False, edgecolor=color, linewidth=1.0))

@@ -13,6 +13,7 @@ Their third-party dependencies (osrf-pycommon, argcomplete, psutil, lark) come f
 registry with the ``rostools`` extra. Idempotent: a second run finds everything in place.
 With a system ROS 2 Jazzy none of this is needed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ov3d_ros.node.build_interfaces import BuildError, build
 from ov3d_ros.checkout import SHARED
+from ov3d_ros.node.build_interfaces import BuildError, build
 
 # Folder names of the ament_python packages, in dependency order.
 PYTHON_PACKAGES = (
-    "launch", "launch_xml", "launch_yaml", "launch_ros", "rosidl_runtime_py",
-    "ros2cli", "ros2pkg", "ros2node", "ros2topic", "ros2service", "ros2param", "ros2lifecycle",
-    "ros2interface", "ros2launch",
+    "launch",
+    "launch_xml",
+    "launch_yaml",
+    "launch_ros",
+    "rosidl_runtime_py",
+    "ros2cli",
+    "ros2pkg",
+    "ros2node",
+    "ros2topic",
+    "ros2service",
+    "ros2param",
+    "ros2lifecycle",
+    "ros2interface",
+    "ros2launch",
 )
 INTERFACE_PACKAGES = ("composition_interfaces",)
 SOURCE_ENV = "OV3D_ROS_TOOLS_SOURCE"
@@ -86,8 +98,9 @@ def install(source: Path | None = None, prefix: Path | None = None, *, force: bo
         raise ToolsError(f"{source} lacks the Jazzy sources of {', '.join(absent)} (set {SOURCE_ENV} or --source)")
     third_party = [wheel for module, wheel in THIRD_PARTY.items() if importlib.util.find_spec(module) is None]
     if third_party:
-        raise ToolsError(f"missing from the registry: {' '.join(third_party)} "
-                         "(pip install -e '.[rostools]' brings them)")
+        raise ToolsError(
+            f"missing from the registry: {' '.join(third_party)} (pip install -e '.[rostools]' brings them)"
+        )
     built = []
     for name in INTERFACE_PACKAGES:  # before launch_ros is installed, so it can import at once
         try:
@@ -98,12 +111,22 @@ def install(source: Path | None = None, prefix: Path | None = None, *, force: bo
             built.append(name)
     wanted = list(PYTHON_PACKAGES) if force else missing_python_packages(source)
     if wanted:
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-               *(str(source / name) for name in wanted)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            *(str(source / name) for name in wanted),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise ToolsError(f"pip install of {', '.join(wanted)} failed (exit {done.returncode}):\n"
-                             + "\n".join((done.stdout + done.stderr).splitlines()[-20:]))
+            raise ToolsError(
+                f"pip install of {', '.join(wanted)} failed (exit {done.returncode}):\n"
+                + "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            )
     return ToolsResult(tuple(wanted), tuple(built), time.monotonic() - start)
 
 

@@ -31,6 +31,7 @@ Each run of the worker reads it once and passes what it needs with its calls (th
 ``process``, the query with its threshold and object size to ``query``), so a change never lands
 halfway through a run: the worker answers it on the kept cloud right after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,17 +67,19 @@ from ov3d_ros.node.palette import colorize
 from ov3d_ros.node.parameters import NodeSettings, ParameterError, declare_parameters, set_parameters_result
 from ov3d_ros.node.qos import CLOUD_OUT_QOS, QUERY_QOS, RESULT_QOS, CloudSubscription, publisher_event_callbacks
 from ov3d_ros.node.query_service import query_changes
-
-QUERY_QOS_VOLATILE = QoSProfile(depth=QUERY_QOS.depth, reliability=QUERY_QOS.reliability,
-                                durability=DurabilityPolicy.VOLATILE)
 from ov3d_ros.node.transforms import CloudTransformer, TransformUnavailable
+
+QUERY_QOS_VOLATILE = QoSProfile(
+    depth=QUERY_QOS.depth, reliability=QUERY_QOS.reliability, durability=DurabilityPolicy.VOLATILE
+)
 
 NODE_NAME = "segment_node"
 DIAGNOSTICS_PERIOD_S = 1.0
 WARN_THROTTLE_S = 5.0
 # Parameters whose change alters the answer but not the network output: re-query the cache.
-QUERY_PARAMETERS = frozenset({"queries", "negatives", "use_background", "use_vocabulary", "score_threshold",
-                              "min_object_points"})
+QUERY_PARAMETERS = frozenset(
+    {"queries", "negatives", "use_background", "use_vocabulary", "score_threshold", "min_object_points"}
+)
 
 
 class StartupError(RuntimeError):
@@ -122,7 +125,9 @@ def load_segmenter(settings: NodeSettings):
     )
     try:
         segmenter = Segmenter.from_checkpoint(
-            settings.checkpoint or None, device=settings.device, config=config,
+            settings.checkpoint or None,
+            device=settings.device,
+            config=config,
             allow_untrained=settings.allow_untrained,
         )
         return segmenter
@@ -137,9 +142,11 @@ def describe_model(segmenter: Any, source: str, ggp: Any = None) -> str:
     ggp = segmenter.config.ggp if ggp is None else ggp
     origin = "calibrated" if segmenter.ggp_is_calibrated(ggp) else "set"
     cells = f" on {ggp.coarsen}-voxel cells" if ggp.coarsen > 1 else ""
-    centred = f", centering {ggp.centering:g}" if ggp.centering > 0 else ""
-    return (f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id}; "
-            f"GGP k {ggp.k} tau {ggp.tau:g} T {ggp.iterations}{cells}{centred}, {origin})")  # fmt: skip
+    centered = f", centering {ggp.centering:g}" if ggp.centering > 0 else ""
+    return (
+        f"{source} ({state}; voxel {segmenter.voxel_size:g} m; text {meta.text_space.encoder_id}; "
+        f"GGP k {ggp.k} tau {ggp.tau:g} T {ggp.iterations}{cells}{centered}, {origin})"
+    )
 
 
 def subsample(scan: Scan, max_points: int) -> Scan:
@@ -175,8 +182,12 @@ class SegmentNode(LifecycleNode):
         self.last_result: tuple[SegmentationResult, Scan, Header] | None = None  # for the demo and tests
         self.results_published = 0
         self._types = rclpy_message_types()
-        self.health = NodeHealth(f"{self.get_name()}: open-vocabulary segmentation", device="none",
-                                 model="not configured", input_topic=self.resolve_topic_name("~/cloud"))
+        self.health = NodeHealth(
+            f"{self.get_name()}: open-vocabulary segmentation",
+            device="none",
+            model="not configured",
+            input_topic=self.resolve_topic_name("~/cloud"),
+        )
         self.health.queries = self.settings.queries
         self._publishers_made: list[Any] = []
         self.cloud_sub: CloudSubscription | None = None
@@ -239,19 +250,27 @@ class SegmentNode(LifecycleNode):
             log.info(f"model: {model} on {self.segmenter.device}")
         self.health.device, self.health.model = str(self.segmenter.device), model
 
-        events = lambda topic: publisher_event_callbacks(log, topic)  # noqa: E731
+        events = lambda topic: publisher_event_callbacks(log, topic)
         publish = self.create_lifecycle_publisher
-        self.cloud_pub = publish(PointCloud2, "~/labeled_cloud", CLOUD_OUT_QOS, event_callbacks=events("~/labeled_cloud"))
+        self.cloud_pub = publish(
+            PointCloud2, "~/labeled_cloud", CLOUD_OUT_QOS, event_callbacks=events("~/labeled_cloud")
+        )
         self.marker_pub = publish(MarkerArray, "~/markers", RESULT_QOS, event_callbacks=events("~/markers"))
         if self._msgs is not None:
-            self.objects_pub = publish(self._msgs.ObjectArray, "~/objects", RESULT_QOS, event_callbacks=events("~/objects"))
-            log.info(f"objects: ov3d_msgs/ObjectArray on {self.objects_pub.topic_name} "
-                     f"(ov3d_msgs from {self._msgs_status.origin})")
+            self.objects_pub = publish(
+                self._msgs.ObjectArray, "~/objects", RESULT_QOS, event_callbacks=events("~/objects")
+            )
+            log.info(
+                f"objects: ov3d_msgs/ObjectArray on {self.objects_pub.topic_name} "
+                f"(ov3d_msgs from {self._msgs_status.origin})"
+            )
             if self._msgs_status.stale:
                 log.warning("ov3d_msgs was built from older .msg files than this checkout's: run ov3d-build-msgs")
         else:
             self.objects_pub = publish(String, "~/objects_json", RESULT_QOS, event_callbacks=events("~/objects_json"))
-            log.info(f"objects: JSON on {self.objects_pub.topic_name} and boxes on ~/markers; {self._msgs_status.reason}")
+            log.info(
+                f"objects: JSON on {self.objects_pub.topic_name} and boxes on ~/markers; {self._msgs_status.reason}"
+            )
         self.diag_pub = publish(DiagnosticArray, "/diagnostics", 10)
         self._publishers_made = [self.cloud_pub, self.marker_pub, self.objects_pub, self.diag_pub]
 
@@ -259,24 +278,33 @@ class SegmentNode(LifecycleNode):
         if self.settings.target_frame:
             self._transformer = CloudTransformer(self, self.settings.target_frame, self.settings.tf_timeout_s)
             if not self._transformer.available:
-                log.warning(f"target_frame {self.settings.target_frame!r} ignored: {self._transformer.reason}; "
-                            "results stay in each cloud's own frame")
+                log.warning(
+                    f"target_frame {self.settings.target_frame!r} ignored: {self._transformer.reason}; "
+                    "results stay in each cloud's own frame"
+                )
                 self._transformer = None
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.transition_error = ""
         try:
             self.cloud_sub = CloudSubscription(
-                self, PointCloud2, "~/cloud", self._on_cloud,
-                reliability=self.settings.input_reliability, depth=self.settings.input_depth,
+                self,
+                PointCloud2,
+                "~/cloud",
+                self._on_cloud,
+                reliability=self.settings.input_reliability,
+                depth=self.settings.input_depth,
             )
             # transient local: a query latched before the node started still arrives; volatile too,
             # or `ros2 topic pub` (volatile by default) never matches and waits forever
-            self._query_subs = [self.create_subscription(String, "~/query", self._on_query_text, qos)
-                                for qos in (QUERY_QOS, QUERY_QOS_VOLATILE)]
+            self._query_subs = [
+                self.create_subscription(String, "~/query", self._on_query_text, qos)
+                for qos in (QUERY_QOS, QUERY_QOS_VOLATILE)
+            ]
             if self._msgs is not None:
                 self._query_subs.append(
-                    self.create_subscription(self._msgs.Query, "~/structured_query", self._on_query_msg, QUERY_QOS))
+                    self.create_subscription(self._msgs.Query, "~/structured_query", self._on_query_msg, QUERY_QOS)
+                )
             self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
             self._stop.clear()
             self._worker = threading.Thread(target=self._work, name="ov3d_segment_worker", daemon=True)
@@ -359,8 +387,9 @@ class SegmentNode(LifecycleNode):
                 return response
             result = self.set_parameters_atomically([Parameter(name, value=value) for name, value in changes.items()])
             response.success = bool(result.successful)
-            response.message = (f"query now {self.settings.queries!r}" if result.successful
-                                else f"refused: {result.reason}")
+            response.message = (
+                f"query now {self.settings.queries!r}" if result.successful else f"refused: {result.reason}"
+            )
             if result.successful and not self.active:
                 response.message += " (used once the node is active)"
         response.queries = list(self.settings.query_set().positives)
@@ -388,7 +417,9 @@ class SegmentNode(LifecycleNode):
             self.get_logger().warning(f"ignored query on ~/structured_query: {exc}")
             return
         changes: dict[str, Any] = {
-            "queries": "; ".join(qs.positives), "negatives": "; ".join(qs.negatives), "use_background": qs.background,
+            "queries": "; ".join(qs.positives),
+            "negatives": "; ".join(qs.negatives),
+            "use_background": qs.background,
         }
         if not np.isnan(msg.threshold):
             changes["score_threshold"] = float(qs.threshold or 0.0)
@@ -405,8 +436,9 @@ class SegmentNode(LifecycleNode):
         changed = {p.name: p.value for p in params}
         with self._lock:  # writers only: readers take self._current in one read
             current = self._current
-            self._current = _Current(current.settings.replace(**changed),
-                                     current.query_version + bool(changed.keys() & QUERY_PARAMETERS))  # fmt: skip
+            self._current = _Current(
+                current.settings.replace(**changed), current.query_version + bool(changed.keys() & QUERY_PARAMETERS)
+            )
         self.health.queries = self.settings.queries
         if changed.keys() & QUERY_PARAMETERS:
             self.get_logger().info(f"query now {self.settings.queries!r}")
@@ -450,8 +482,9 @@ class SegmentNode(LifecycleNode):
             fn(*args)
         except Exception as exc:  # keep serving: one bad cloud or one CUDA hiccup must not end the node
             self.health.failure(f"{type(exc).__name__}: {exc}")
-            self.get_logger().error(f"processing failed: {type(exc).__name__}: {exc}",
-                                    throttle_duration_sec=WARN_THROTTLE_S)
+            self.get_logger().error(
+                f"processing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S
+            )
 
     def _reject(self, reason: str) -> None:
         self.health.reject(reason)
@@ -482,7 +515,8 @@ class SegmentNode(LifecycleNode):
         if len(scan) < received:
             self.get_logger().warning(
                 f"dropped {received - len(scan)} of {received} points with non-finite coordinates (NaN or +-inf)",
-                throttle_duration_sec=WARN_THROTTLE_S)
+                throttle_duration_sec=WARN_THROTTLE_S,
+            )
         if self._transformer is not None:
             try:
                 scan = self._transformer(scan)
@@ -534,15 +568,21 @@ class SegmentNode(LifecycleNode):
         self.last_timings = timings
         self.results_published += 1
 
-    def _publish(self, result: SegmentationResult, scan: Scan, header: Header, timings: dict[str, float],
-                 settings: NodeSettings) -> None:  # fmt: skip
+    def _publish(
+        self, result: SegmentationResult, scan: Scan, header: Header, timings: dict[str, float], settings: NodeSettings
+    ) -> None:
         queries: QuerySet = result.queries
         num_queries = len(queries.positives)
         step = max(1, settings.output_decimation)
         colors = colorize(result.semantic[::step], num_queries, None if scan.colors is None else scan.colors[::step])
         cloud = make_labeled_cloud(
-            scan.points[::step], colors, pack_label(result.semantic[::step], result.instance[::step]),
-            result.score[::step], frame_id=header.frame_id, stamp_ns=scan.stamp_ns, msg_factory=self._types,
+            scan.points[::step],
+            colors,
+            pack_label(result.semantic[::step], result.instance[::step]),
+            result.score[::step],
+            frame_id=header.frame_id,
+            stamp_ns=scan.stamp_ns,
+            msg_factory=self._types,
         )
         tick = time.perf_counter()
         self.cloud_pub.publish(cloud)
@@ -575,16 +615,25 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description="Open-vocabulary 3D segmentation node. ROS arguments go after --ros-args, e.g. "
         "ov3d-segment --ros-args -p queries:='chair; red mug' -r ~/cloud:=/camera/points",
     )
-    parser.add_argument("--demo", action="store_true",
-                        help="play the packaged demo recording into the node, print the objects per query, "
-                        "and write a PNG of the labelled cloud")
-    parser.add_argument("--demo-keep-running", action="store_true",
-                        help="with --demo: loop the recording (for RViz) instead of exiting after one pass")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="play the packaged demo recording into the node, print the objects per query, "
+        "and write a PNG of the labelled cloud",
+    )
+    parser.add_argument(
+        "--demo-keep-running",
+        action="store_true",
+        help="with --demo: loop the recording (for RViz) instead of exiting after one pass",
+    )
     parser.add_argument("--demo-bag", default=None, help="with --demo: another recording (rosbag2 directory)")
     parser.add_argument("--demo-output", default="ov3d_demo.png", help="with --demo: where the PNG goes")
-    parser.add_argument("--no-autostart", action="store_true",
-                        help="leave the node unconfigured for a lifecycle manager (ros2 lifecycle set "
-                        "/segment_node configure, then activate) instead of configuring and activating it")
+    parser.add_argument(
+        "--no-autostart",
+        action="store_true",
+        help="leave the node unconfigured for a lifecycle manager (ros2 lifecycle set "
+        "/segment_node configure, then activate) instead of configuring and activating it",
+    )
     return parser
 
 
@@ -602,8 +651,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_autostart:
                 node.bring_up()
             else:
-                node.get_logger().info("unconfigured, waiting for a lifecycle manager "
-                                       f"(ros2 lifecycle set {node.get_fully_qualified_name()} configure)")
+                node.get_logger().info(
+                    "unconfigured, waiting for a lifecycle manager "
+                    f"(ros2 lifecycle set {node.get_fully_qualified_name()} configure)"
+                )
         except StartupError as exc:
             print(f"[{NODE_NAME}] cannot start: {exc}", file=sys.stderr, flush=True)
             return 1

@@ -3,6 +3,7 @@
 tf2_ros comes with a system ROS 2, not with the registry's wheels. Without it (or without a
 target frame) clouds stay in their input frame and the node says so once at start-up.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -59,7 +60,9 @@ class CloudTransformer:
 
         try:
             stamped = self._buffer.lookup_transform(
-                self.target_frame, scan.frame_id, Time(nanoseconds=scan.stamp_ns),
+                self.target_frame,
+                scan.frame_id,
+                Time(nanoseconds=scan.stamp_ns),
                 timeout=Duration(nanoseconds=int(self.timeout_s * 1e9)),
             )
         except Exception as exc:  # tf2 raises LookupException, ExtrapolationException, ...

@@ -13,6 +13,7 @@ training data (as model.json lists it).
 
 Exit codes: 0 done, 2 unusable model, data or arguments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,35 @@ def _alias(text: str) -> float | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--student", type=Path, default=None, help="student checkpoint directory (default: the packaged model)")
-    parser.add_argument("--data", nargs="+", required=True,
-                        help="held-out labelled scans (npz/ply/pcd with NYU40 labels, simulated recordings) or folders")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=None, help=f"folder for {QUERY_CALIBRATION_FILE} (default: the checkpoint's)")
-    parser.add_argument("--exclude", type=float, nargs="+", default=list(DEFAULT_EXCLUDE),
-                        help="exclusion cosines tried (names at >= are left out; 1.01: none)")  # fmt: skip
-    parser.add_argument("--alias", type=_alias, nargs="+", default=list(DEFAULT_ALIAS),
-                        help="alias cosines tried (names at >= count as the query; 'none': no aliases)")  # fmt: skip
-    parser.add_argument("--margin", type=float, nargs="+", default=list(DEFAULT_MARGIN), help="vocabulary margins tried")
+    parser.add_argument(
+        "--student", type=Path, default=None, help="student checkpoint directory (default: the packaged model)"
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        help="held-out labelled scans (npz/ply/pcd with NYU40 labels, simulated recordings) or folders",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"folder for {QUERY_CALIBRATION_FILE} (default: the checkpoint's)"
+    )
+    parser.add_argument(
+        "--exclude",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_EXCLUDE),
+        help="exclusion cosines tried (names at >= are left out; 1.01: none)",
+    )
+    parser.add_argument(
+        "--alias",
+        type=_alias,
+        nargs="+",
+        default=list(DEFAULT_ALIAS),
+        help="alias cosines tried (names at >= count as the query; 'none': no aliases)",
+    )
+    parser.add_argument(
+        "--margin", type=float, nargs="+", default=list(DEFAULT_MARGIN), help="vocabulary margins tried"
+    )
     parser.add_argument("--install", action="store_true", help="record the result in the checkpoint's model.json")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -96,11 +117,14 @@ def main(args: argparse.Namespace) -> int:
         training = segmenter.metadata.training_data
         overlap = training_rooms_among(sources, training) + training_scans_among(sources, training)
         if overlap:
-            raise ValueError(f"{len(overlap)} scan(s) are the student's training data (e.g. {overlap[0]}); "
-                             "calibrate on held-out scans")  # fmt: skip
+            raise ValueError(
+                f"{len(overlap)} scan(s) are the student's training data (e.g. {overlap[0]}); "
+                "calibrate on held-out scans"
+            )
         scans = load_calibration_scans(sources)
-        calibration = calibrate_query_rule(segmenter, scans, args.exclude, args.alias, args.margin,
-                                           progress=not args.no_progress)  # fmt: skip
+        calibration = calibrate_query_rule(
+            segmenter, scans, args.exclude, args.alias, args.margin, progress=not args.no_progress
+        )
     except EvaluationDataError as exc:
         print(f"ov3d-train calibrate-query: the evaluation scan never chooses settings: {exc}", file=sys.stderr)
         return 2
@@ -112,9 +136,20 @@ def main(args: argparse.Namespace) -> int:
     (out / QUERY_CALIBRATION_FILE).write_text(calibration_json(calibration.to_dict()), encoding="utf-8")
     if args.install:
         record_query_rule(checkpoint, model_record(calibration))
-    print(json.dumps({"student": str(checkpoint), "scans": len(scans), "classes": calibration.classes,
-                      "best": calibration.best, "vocabulary_off": calibration.vocabulary_off,
-                      "closed_miou": calibration.closed_miou, "installed": bool(args.install),
-                      "table": str(out / QUERY_CALIBRATION_FILE),
-                      "seconds": round(time.perf_counter() - started, 1)}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "student": str(checkpoint),
+                "scans": len(scans),
+                "classes": calibration.classes,
+                "best": calibration.best,
+                "vocabulary_off": calibration.vocabulary_off,
+                "closed_miou": calibration.closed_miou,
+                "installed": bool(args.install),
+                "table": str(out / QUERY_CALIBRATION_FILE),
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
+    )
     return 0

@@ -13,6 +13,7 @@ and the setting with the best mean single-query IoU over the classes wins. Ties:
 the model's training data nor the evaluation scan (the CLI refuses both). For reference the same
 scans are scored with the vocabulary off and closed-set (all class names competing).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,9 +50,16 @@ class QueryCalibration:
         return QueryRule(exclude=self.best["exclude"], alias=self.best["alias"], margin=self.best["margin"])
 
     def to_dict(self) -> dict:
-        return {"scans": self.scans, "classes": self.classes, "points": self.points, "best": self.best,
-                "vocabulary_off": self.vocabulary_off, "closed_miou": self.closed_miou,
-                "vocabulary": self.vocabulary, "table": self.table}  # fmt: skip
+        return {
+            "scans": self.scans,
+            "classes": self.classes,
+            "points": self.points,
+            "best": self.best,
+            "vocabulary_off": self.vocabulary_off,
+            "closed_miou": self.closed_miou,
+            "vocabulary": self.vocabulary,
+            "table": self.table,
+        }
 
 
 def model_record(calibration: QueryCalibration) -> dict:
@@ -60,7 +68,7 @@ def model_record(calibration: QueryCalibration) -> dict:
         **calibration.rule().record(),
         "calibration": {
             "method": "best dataset-level mean single-query IoU (each class asked alone, node defaults) over "
-                      "exclude x alias x margin on held-out labelled scans (ov3d-train calibrate-query)",
+            "exclude x alias x margin on held-out labelled scans (ov3d-train calibrate-query)",
             "scans": calibration.scans,
             "classes": calibration.classes,
             "points": calibration.points,
@@ -105,13 +113,13 @@ def calibrate_query_rule(
     with _progress(len(scans), progress) as bar:
         for gt, (_, scan) in zip(truths, scans):
             processed = segmenter.process(scan)
-            labelled = gt >= 0
+            labeled = gt >= 0
             point_to_voxel = processed.voxels.point_to_voxel
             closed += confusion_matrix(gt, predict(segmenter, processed, CLASS_NAMES, True), len(CLASS_NAMES))
 
             def counts(semantic, truth) -> tuple[int, int]:
                 answered = (semantic.cpu().numpy() == 1)[point_to_voxel]
-                return int((answered & truth).sum()), int(((answered | truth) & labelled).sum())
+                return int((answered & truth).sum()), int(((answered | truth) & labeled).sum())
 
             for c, cls in enumerate(present):
                 truth = gt == CLASS_NAMES.index(cls)
@@ -129,14 +137,25 @@ def calibrate_query_rule(
             bar.update(1)
     iou = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)  # (G, M, C)
     mean = iou.mean(axis=2)
-    table = [{"exclude": e, "alias": a, "margin": m, "miou": round(100.0 * float(mean[g, k]), 2)}
-             for g, (e, a) in enumerate(grid) for k, m in enumerate(margins)]  # fmt: skip
-    order = [(round(100.0 * float(mean[g, k]), 2), -abs(m), a is None, e, g, k)
-             for g, (e, a) in enumerate(grid) for k, m in enumerate(margins)]  # fmt: skip
+    table = [
+        {"exclude": e, "alias": a, "margin": m, "miou": round(100.0 * float(mean[g, k]), 2)}
+        for g, (e, a) in enumerate(grid)
+        for k, m in enumerate(margins)
+    ]
+    order = [
+        (round(100.0 * float(mean[g, k]), 2), -abs(m), a is None, e, g, k)
+        for g, (e, a) in enumerate(grid)
+        for k, m in enumerate(margins)
+    ]
     *_, g, k = max(order)
     exclude, alias = grid[g]
-    best = {"exclude": exclude, "alias": alias, "margin": margins[k], "miou": round(100.0 * float(mean[g, k]), 2),
-            "per_class_iou": {c: round(100.0 * float(v), 2) for c, v in zip(present, iou[g, k])}}  # fmt: skip
+    best = {
+        "exclude": exclude,
+        "alias": alias,
+        "margin": margins[k],
+        "miou": round(100.0 * float(mean[g, k]), 2),
+        "per_class_iou": {c: round(100.0 * float(v), 2) for c, v in zip(present, iou[g, k])},
+    }
     off_iou = np.divide(off[0], off[1], out=np.zeros(len(present)), where=off[1] > 0)
     closed_iou = metrics_from_confusion(closed, CLASS_NAMES).per_class_iou
     vocabulary = segmenter.vocabulary
@@ -146,8 +165,10 @@ def calibrate_query_rule(
         points=int(sum(int((gt >= 0).sum()) for gt in truths)),
         table=table,
         best=best,
-        vocabulary_off={"miou": round(100.0 * float(off_iou.mean()), 2),
-                        "per_class_iou": {c: round(100.0 * float(v), 2) for c, v in zip(present, off_iou)}},  # fmt: skip
+        vocabulary_off={
+            "miou": round(100.0 * float(off_iou.mean()), 2),
+            "per_class_iou": {c: round(100.0 * float(v), 2) for c, v in zip(present, off_iou)},
+        },
         closed_miou=round(100.0 * float(np.mean([closed_iou[c] for c in present])), 2),
         vocabulary={"file": Path(vocabulary.source).name, "names": len(vocabulary), "sha256": vocabulary.sha256},
     )

@@ -42,6 +42,7 @@ cosine. Use the feature path when the pooled features themselves (or exact cosin
 With Q queries against D feature channels, the logit path costs about Q/D of the feature path.
 The same holds for the coarse-to-fine graph, which is a product of linear row-stochastic maps.
 """
+
 from __future__ import annotations
 
 from .cell_graph import CoarseGeometry, CoarseToFineGraph, build_coarse_to_fine_graph, coarse_geometry

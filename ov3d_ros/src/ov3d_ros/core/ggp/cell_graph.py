@@ -22,15 +22,17 @@ also cheaper.
 R, W_c and P are row-stochastic and linear: constant fields stay constant and the logit path
 (pool Q logits instead of D features) stays exact, as the package doc derives.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..neighbors import KNN, knn_voxels
+from ..neighbors import KNN, knn_voxels, tensor_knn
 from .config import GGPConfig
 from .sparse import check_values, scipy_csr, torch_csr
 from .voxel_graph import PoolingGraph, build_voxel_graph
@@ -59,9 +61,14 @@ class CoarseGeometry:
     def num_cells(self) -> int:
         return len(self.centers)
 
-    def to(self, device: torch.device | str) -> "CoarseGeometry":
-        return CoarseGeometry(self.cell_of.to(device), self.counts.to(device), self.centers.to(device),
-                              KNN(self.knn.indices.to(device), self.knn.distances.to(device)))  # fmt: skip
+    def to(self, device: torch.device | str) -> CoarseGeometry:
+        indices, distances = tensor_knn(self.knn)
+        return CoarseGeometry(
+            self.cell_of.to(device),
+            self.counts.to(device),
+            self.centers.to(device),
+            KNN(indices.to(device), distances.to(device)),
+        )
 
 
 def coarse_geometry(positions: np.ndarray | torch.Tensor, k: int, factor: int, voxel_size: float) -> CoarseGeometry:
@@ -98,7 +105,7 @@ class CoarseToFineGraph:
     coarse: PoolingGraph  # the cells' GGP graph
     prolong_cells: torch.Tensor  # (V, m) int64, each row sorted
     prolong_weights: torch.Tensor  # (V, m) float32, rows sum to 1
-    _prolong: object | None = field(default=None, repr=False, compare=False)  # cached sparse P
+    _prolong: Any = field(default=None, repr=False, compare=False)  # cached sparse P (scipy or torch CSR)
 
     @property
     def num_voxels(self) -> int:
@@ -108,11 +115,14 @@ class CoarseToFineGraph:
     def num_cells(self) -> int:
         return len(self.counts)
 
-    def to(self, device: torch.device | str) -> "CoarseToFineGraph":
+    def to(self, device: torch.device | str) -> CoarseToFineGraph:
         return CoarseToFineGraph(
-            self.cell_of.to(device), self.counts.to(device), self.coarse.to(device),
-            self.prolong_cells.to(device), self.prolong_weights.to(device),
-        )  # fmt: skip
+            self.cell_of.to(device),
+            self.counts.to(device),
+            self.coarse.to(device),
+            self.prolong_cells.to(device),
+            self.prolong_weights.to(device),
+        )
 
     def restrict(self, values: torch.Tensor) -> torch.Tensor:
         """(V, C) -> (Vc, C): each cell's mean of its voxels' values."""
@@ -176,15 +186,23 @@ def build_coarse_to_fine_graph(
         if embeddings is None:
             raise ValueError("GGP with affinity weights needs embeddings")
         unit = torch.nn.functional.normalize(torch.as_tensor(embeddings, device=pos.device).float(), dim=1)
-        cell_unit = torch.zeros((geometry.num_cells, unit.shape[1]), device=pos.device).index_add_(0, geometry.cell_of, unit)
+        cell_unit = torch.zeros((geometry.num_cells, unit.shape[1]), device=pos.device).index_add_(
+            0, geometry.cell_of, unit
+        )
         cell_unit = torch.nn.functional.normalize(cell_unit, dim=1)
     coarse = build_voxel_graph(
-        geometry.centers, cell_unit, replace(config, coarsen=1), knn=geometry.knn,
-        cell_size=voxel_size * config.coarsen, device=pos.device,
-    )  # fmt: skip
-    m = min(PROLONG_CELLS, geometry.knn.indices.shape[1])
-    candidates = geometry.knn.indices[geometry.cell_of, :m]  # (V, m), own cell first
+        geometry.centers,
+        cell_unit,
+        replace(config, coarsen=1),
+        knn=geometry.knn,
+        cell_size=voxel_size * config.coarsen,
+        device=pos.device,
+    )
+    cell_neighbors, _ = tensor_knn(geometry.knn)
+    m = min(PROLONG_CELLS, cell_neighbors.shape[1])
+    candidates = cell_neighbors[geometry.cell_of, :m]  # (V, m), own cell first
     if config.weights == "affinity":
+        assert unit is not None and cell_unit is not None  # made above for affinity weights
         weights = _affinity_to_cells(unit, cell_unit, candidates, config.tau)
     elif config.weights == "distance":
         weights = distance_weights((pos[:, None, :] - geometry.centers[candidates]).norm(dim=2))
@@ -195,7 +213,9 @@ def build_coarse_to_fine_graph(
     return CoarseToFineGraph(geometry.cell_of, geometry.counts, coarse, candidates, weights)
 
 
-def _affinity_to_cells(unit: torch.Tensor, cell_unit: torch.Tensor, candidates: torch.Tensor, tau: float) -> torch.Tensor:
+def _affinity_to_cells(
+    unit: torch.Tensor, cell_unit: torch.Tensor, candidates: torch.Tensor, tau: float
+) -> torch.Tensor:
     """(V, m) softmax over each voxel's candidate cells of cos(voxel, cell) / tau, in chunks of
     voxels so that the (chunk, m, C) gathered cell embeddings stay small."""
     weights = torch.empty(candidates.shape, dtype=torch.float32, device=unit.device)

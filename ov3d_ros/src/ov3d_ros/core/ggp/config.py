@@ -1,4 +1,5 @@
 """GGP's parameters: what each one means, their checks, and how a setting is written down."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -67,22 +68,32 @@ class GGPConfig:
         and the benchmarks write a GGP setting (the weights kind is implied by where it is written).
         ``"include_self": False`` is added only for a setting that leaves the voxel out, so that
         every record written before the field existed still reads as what it was."""
-        record = {"k": self.k, "tau": self.tau, "iterations": self.iterations, "coarsen": self.coarsen,
-                  "centering": self.centering}  # fmt: skip
+        record = {
+            "k": self.k,
+            "tau": self.tau,
+            "iterations": self.iterations,
+            "coarsen": self.coarsen,
+            "centering": self.centering,
+        }
         if not self.include_self:
             record["include_self"] = False
         return record
 
     @classmethod
-    def from_record(cls, record: dict) -> "GGPConfig":
+    def from_record(cls, record: dict) -> GGPConfig:
         """The inverse of :meth:`record`; KeyError / TypeError / ValueError on a malformed one.
         Older records have no "coarsen" (plain GGP), "centering" (none) or "include_self" (kept)."""
-        return cls(k=int(record["k"]), tau=float(record["tau"]), iterations=int(record["iterations"]),
-                   coarsen=int(record.get("coarsen", 1)), centering=float(record.get("centering", 0.0)),
-                   include_self=record.get("include_self", True))  # fmt: skip
+        return cls(
+            k=int(record["k"]),
+            tau=float(record["tau"]),
+            iterations=int(record["iterations"]),
+            coarsen=int(record.get("coarsen", 1)),
+            centering=float(record.get("centering", 0.0)),
+            include_self=record.get("include_self", True),
+        )
 
     @classmethod
-    def paper(cls, **overrides) -> "GGPConfig":
+    def paper(cls, **overrides) -> GGPConfig:
         """GeoPurify's setting as its released code runs it (``evaluate_scene`` in
         ``models/affinity_module.py``): k = 96 neighbours with the voxel itself left out, weights
         softmax(20 cos) = softmax(cos / 0.05), and 19 products of W with the features (one before

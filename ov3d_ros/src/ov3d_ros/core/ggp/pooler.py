@@ -4,6 +4,7 @@ A setting with ``coarsen`` 1 pools on the voxels (:class:`~.voxel_graph.PoolingG
 ``coarsen`` > 1 on cells (:class:`~.cell_graph.CoarseToFineGraph`). Callers hold either as a
 :class:`Pooler`: both pool (V, C) values the same way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,7 @@ class Pooler(Protocol):
     @property
     def num_voxels(self) -> int: ...
 
-    def to(self, device: torch.device | str) -> "Pooler": ...
+    def to(self, device: torch.device | str) -> Pooler: ...
 
     def pool(self, values: torch.Tensor, iterations: int, *, method: str = "auto") -> torch.Tensor:
         """(V, C) values pooled ``iterations`` times, float32; T = 0 returns a copy."""
@@ -70,7 +71,9 @@ def build_pooling_graph(
     """
     if config.coarsen > 1:
         geometry = knn if isinstance(knn, CoarseGeometry) else None
-        return build_coarse_to_fine_graph(positions, embeddings, config, voxel_size=cell_size, geometry=geometry, device=device)
+        return build_coarse_to_fine_graph(
+            positions, embeddings, config, voxel_size=cell_size, geometry=geometry, device=device
+        )
     if isinstance(knn, CoarseGeometry):
         raise TypeError("GGP on voxels (coarsen 1) needs the voxels' KNN, got the cells' CoarseGeometry")
     return build_voxel_graph(positions, embeddings, config, knn=knn, cell_size=cell_size, device=device)

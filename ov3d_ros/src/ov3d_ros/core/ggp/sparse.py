@@ -10,6 +10,7 @@ A graph is given as ``neighbors`` (V, k) int64 and ``weights`` (V, k) float32: r
 * "gather": gather the neighbours' values and sum them weighted, in chunks of rows; for a device
   without sparse kernels.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -68,7 +69,9 @@ def scipy_csr(neighbors: torch.Tensor, weights: torch.Tensor, width: int | None 
     total, k = neighbors.shape
     values = weights.detach().cpu().numpy().reshape(-1).astype(np.float32)
     columns = neighbors.cpu().numpy().reshape(-1)
-    return csr_matrix((values, columns, np.arange(0, total * k + 1, k)), shape=(total, total if width is None else width))
+    return csr_matrix(
+        (values, columns, np.arange(0, total * k + 1, k)), shape=(total, total if width is None else width)
+    )
 
 
 def iterate_scipy(matrix, values: torch.Tensor, iterations: int) -> torch.Tensor:

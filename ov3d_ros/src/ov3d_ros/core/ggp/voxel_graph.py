@@ -4,6 +4,7 @@ The neighbours come from :func:`~ov3d_ros.core.neighbors.knn_voxels` (a k-d tree
 grid-hash search on CUDA), never from all pairwise distances; the weights from :mod:`.weights`;
 the products from :mod:`.sparse`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -42,7 +43,7 @@ class PoolingGraph:
             self._matrix = torch_csr(self.neighbors, self.weights)
         return self._matrix
 
-    def to(self, device: torch.device | str) -> "PoolingGraph":
+    def to(self, device: torch.device | str) -> PoolingGraph:
         return PoolingGraph(self.neighbors.to(device), self.weights.to(device))
 
     def pool(self, values: torch.Tensor, iterations: int, *, method: str = "auto") -> torch.Tensor:
@@ -91,7 +92,9 @@ def build_voxel_graph(
     device:     where the graph lives (default: the device of ``embeddings``/``positions``).
     """
     if config.coarsen != 1:
-        raise ValueError(f"a voxel graph pools on voxels (coarsen 1), got coarsen {config.coarsen}; use build_pooling_graph")
+        raise ValueError(
+            f"a voxel graph pools on voxels (coarsen 1), got coarsen {config.coarsen}; use build_pooling_graph"
+        )
     if device is None:
         source = embeddings if isinstance(embeddings, torch.Tensor) else positions
         device = source.device if isinstance(source, torch.Tensor) else torch.device("cpu")

@@ -3,6 +3,7 @@
 Each function returns (V, k) float32 weights aligned with the given (V, k) neighbour lists, every
 row summing to 1 (W is row-stochastic: pooling a constant field leaves it constant).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -46,7 +47,7 @@ def distance_weights(distances: torch.Tensor, sigma: float | None = None) -> tor
     if sigma is None:
         sigma = float(distances.max(dim=1).values.median())  # rows need not be sorted
     sigma = max(float(sigma), 1e-12)
-    return torch.softmax(-(distances / sigma) ** 2, dim=1)
+    return torch.softmax(-((distances / sigma) ** 2), dim=1)
 
 
 def uniform_weights(neighbors: torch.Tensor) -> torch.Tensor:
@@ -73,5 +74,8 @@ def _sampled_dot(unit: torch.Tensor, sorted_neighbors: torch.Tensor) -> torch.Te
     except (RuntimeError, NotImplementedError):  # no SDDMM kernel on this device: chunked gather
         step = _GATHER_ROWS
         return torch.cat(
-            [(unit[sorted_neighbors[s : s + step]] * unit[s : s + step, None, :]).sum(dim=2) for s in range(0, total, step)]
+            [
+                (unit[sorted_neighbors[s : s + step]] * unit[s : s + step, None, :]).sum(dim=2)
+                for s in range(0, total, step)
+            ]
         )

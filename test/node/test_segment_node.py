@@ -153,7 +153,7 @@ def test_malformed_clouds_are_rejected_and_the_next_good_one_is_served(rig, capf
 
 def test_burst_of_large_clouds_keeps_memory_bounded_and_counts_drops(rig, scannet_scan):
     """10 Hz of ~3.9 MB clouds (243k points) into a slower worker: newest-only, drops counted."""
-    tiled = np.concatenate([[*scannet_scan.points, dx, 0.0, 0.0] for dx in (0.0, 8.0, 16.0)]).astype(np.float32)
+    tiled = np.concatenate([scannet_scan.points + [dx, 0.0, 0.0] for dx in (0.0, 8.0, 16.0)]).astype(np.float32)
     big = Scan(points=tiled, colors=np.tile(scannet_scan.colors, (3, 1)), frame_id="map")
     r = rig(queries="chair", max_rate_hz=2.0)
     r.wait_for_match()

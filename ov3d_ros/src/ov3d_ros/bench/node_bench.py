@@ -43,7 +43,7 @@ def _bench_scan(num_points: int, seed: int = 0):
         data = np.load(npz)
         xyz, rgb = data["xyz"], data["rgb"]
         copies = -(-num_points // len(xyz))
-        points = np.concatenate([[*xyz, 9.0 * i, 0.0, 0.0] for i in range(copies)])[:num_points]
+        points = np.concatenate([xyz + [9.0 * i, 0.0, 0.0] for i in range(copies)])[:num_points]
         colors = np.tile(rgb, (copies, 1))[:num_points]
         return Scan(points=points, colors=colors, frame_id="map"), "scannet scene0000_00 (tiled)"
     u = rng.random((num_points, 2)).astype(np.float32)

@@ -83,7 +83,7 @@ def _scalar(columns: dict[str, np.ndarray], name: str) -> np.ndarray | None:
 
 
 def finite_rows(points: np.ndarray) -> np.ndarray:
-    """(N, 3) -> (N,) bool: all three coordinates finite (column-wise: 10x faster than all(axis=1))."""
+    """(N, 3) -> (N,) bool: all three coordinates finite (column by column: cheaper than all(axis=1) on a strided view)."""
     finite = np.isfinite(points)
     return finite[:, 0] & finite[:, 1] & finite[:, 2]
 

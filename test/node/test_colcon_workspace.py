@@ -92,7 +92,8 @@ def built(workspace) -> Path:
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "2 packages finished" in done.stdout, done.stdout[-2000:]
+    finished = {line.split()[2] for line in done.stdout.splitlines() if line.startswith("Finished <<< ")}
+    assert finished == {"ov3d_msgs", "ov3d_ros"}, done.stdout[-2000:]
     return workspace / "install"
 
 

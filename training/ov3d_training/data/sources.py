@@ -18,11 +18,11 @@ the same bytes): :class:`EvaluationDataError`.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ov3d_ros.checkout import shared_data
 from ov3d_ros.core.provenance import file_sha256
 from ov3d_ros.io.errors import CloudFormatError
 from ov3d_ros.io.scan import Scan
@@ -40,16 +40,8 @@ class NoTrainingDataError(ValueError):
     """--data named nothing usable."""
 
 
-def shared_data_dir() -> Path:
-    """``$OV3D_SHARED_DATA`` or ``../shared/data`` relative to the repository root."""
-    env = os.environ.get("OV3D_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
-
-
 def evaluation_dir() -> Path:
-    return shared_data_dir() / "scannet"
+    return shared_data() / "scannet"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ov3d_ros.checkout import shared_data
 from ov3d_ros.core.checkpoint import TextSpace
 from ov3d_ros.core.network import StudentNet, set_conv_algorithm
 from ov3d_ros.core.voxel import voxelize
@@ -53,7 +54,7 @@ from .objective import DistillationObjective, batch_sparse_tensor
 from .scenes import DistillScene
 from .teacher import FrozenTeacher, TeacherFeatureCache
 
-DEFAULT_SCAN = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "scannet" / "scene0000_00.npz"
+DEFAULT_SCAN = shared_data() / "scannet" / "scene0000_00.npz"
 TEXT_DIM = 384
 
 

@@ -46,19 +46,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ov3d_ros.checkout import shared_data
     from ov3d_ros.core.checkpoint import CheckpointError
     from ov3d_ros.core.segmenter import Segmenter
     from ov3d_ros.eval.scannet20 import CLASS_NAMES
     from ov3d_ros.io.files import load_scan
 
     from ..calibrate.ggp import unpooled_centering, variant_settings
-    from ..data.sources import shared_data_dir
     from . import plots
     from .affinity import mosd_affinity
     from .scannet import confusions, scannet_report, teacher_logits_on
 
     started = time.perf_counter()
-    shared = shared_data_dir()
+    shared = shared_data()
     scene = args.scene or shared / "scannet" / "scene0000_00.npz"
     mosd_dir = args.mosd or shared / "mosd"
     try:

@@ -41,6 +41,7 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import torch
@@ -344,7 +345,7 @@ class Segmenter:
         graph = self._build_graph(voxels, affinity, ggp, knn) if self.config.pooling else None
         timings["ggp_graph"], tick = _lap(tick)
         pooled = None
-        if graph is not None and isinstance(semantic, LowRankSemantic) and self._pool_once(semantic):
+        if graph is not None and self._pool_once(semantic):
             with torch.inference_mode():
                 pooled = semantic.pooled(lambda values: graph.pool(values, ggp.iterations))
             _sync(self.device)
@@ -364,7 +365,7 @@ class Segmenter:
             timings=timings,
         )
 
-    def _pool_once(self, semantic: SemanticField) -> bool:
+    def _pool_once(self, semantic: SemanticField) -> TypeGuard[LowRankSemantic]:
         return isinstance(semantic, LowRankSemantic) and semantic.rank + 1 <= self.config.precompute_max_channels
 
     def _start_knn(self, voxels: Voxels, ggp: GGPConfig) -> Future | None:

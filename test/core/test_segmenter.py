@@ -274,6 +274,15 @@ def test_empty_scan_gives_an_empty_result(segmenter):
     assert processed.num_voxels == 0 and result.semantic.shape == (0,) and result.objects == []
 
 
+@pytest.mark.parametrize("path", ["logits", "features"])
+def test_an_empty_cloud_decides_nothing_on_either_path_without_a_pooling_graph(segmenter, path):
+    """Asked directly (as the calibrations do), an empty cloud gives empty labels; no graph is built."""
+    processed = segmenter.process(Scan(np.zeros((0, 3), np.float32)))
+    queries = QuerySet.parse("chair", vocabulary=False)
+    decision, _ = segmenter.voxel_decision(processed, queries, path=path, pooling=True)
+    assert decision.semantic.shape == (0,) and decision.score.shape == (0,) and processed.graph is None
+
+
 @pytest.mark.parametrize("count", [1, 2, 7])
 def test_tiny_clouds_segment_without_error(segmenter, count):
     rng = np.random.default_rng(count)
